@@ -1,0 +1,124 @@
+//! The WGSL sources compiled into the binary, and the pipelines made from them, each once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// One file under shaders/.
+pub struct ShaderSource {
+    pub name: &'static str,
+    pub source: &'static str,
+    /// Compiled without wgpu's injected bounds checks and loop bounding, which keep drivers
+    /// from unrolling the hot loops (1.5-2x on lavapipe). Only for kernels that clamp or guard
+    /// every index themselves and whose loops all have a bound the host sets.
+    pub unchecked: bool,
+}
+
+macro_rules! shader {
+    ($name:literal, $unchecked:expr) => {
+        ShaderSource {
+            name: $name,
+            source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
+            unchecked: $unchecked,
+        }
+    };
+}
+
+pub const SHADERS: &[ShaderSource] = &[
+    shader!("matmul_tiled", true),
+    shader!("matmul_vec4", true),
+    shader!("elementwise", false),
+    shader!("reduce", false),
+    shader!("rownorm", false),
+    shader!("fma_peak", true),
+];
+
+pub fn shader_source(name: &str) -> Option<&'static ShaderSource> {
+    SHADERS.iter().find(|s| s.name == name)
+}
+
+/// Which entry point of which shader, with its pipeline-overridable constants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelKey {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl KernelKey {
+    pub fn new(shader: &'static str, entry: &'static str) -> Self {
+        Self {
+            shader,
+            entry,
+            constants: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: f64) -> Self {
+        self.constants.push((name, value));
+        self
+    }
+
+    fn cache_key(&self) -> String {
+        let mut key = format!("{}::{}", self.shader, self.entry);
+        for (n, v) in &self.constants {
+            key.push_str(&format!(";{n}={v}"));
+        }
+        key
+    }
+}
+
+/// Shader modules and compute pipelines, created on first use and kept for the device's life.
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+}
+
+impl PipelineCache {
+    pub fn pipeline(&self, device: &wgpu::Device, key: &KernelKey) -> wgpu::ComputePipeline {
+        let cache_key = key.cache_key();
+        if let Some(p) = self.pipelines.lock().unwrap().get(&cache_key) {
+            return p.clone();
+        }
+        let module = self.module(device, key.shader);
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&cache_key),
+            layout: None,
+            module: &module,
+            entry_point: Some(key.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &key.constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        self.pipelines
+            .lock()
+            .unwrap()
+            .insert(cache_key, pipeline.clone());
+        pipeline
+    }
+
+    fn module(&self, device: &wgpu::Device, name: &'static str) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().unwrap();
+        if let Some(m) = modules.get(name) {
+            return m.clone();
+        }
+        let src = shader_source(name).unwrap_or_else(|| panic!("no shader named {name}"));
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(src.source.into()),
+        };
+        let module = if src.unchecked {
+            // SAFETY: `unchecked` is set only for shaders that guard or clamp every buffer
+            // index against sizes the host passes, and whose loops are bounded by those sizes.
+            unsafe {
+                device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            device.create_shader_module(desc)
+        };
+        modules.insert(name, module.clone());
+        module
+    }
+}

@@ -1,0 +1,239 @@
+//! Compiles a graph for the device once, then runs it as one submission per step.
+//!
+//! At compile time: dead nodes are dropped; every intermediate gets a buffer from a plan by
+//! liveness (a buffer is reused once the last reader of its previous tensor has run); every
+//! pipeline, uniform and bind group is created. A run then writes the inputs, encodes all
+//! dispatches into one compute pass, and reads back only the requested outputs.
+
+use std::sync::Arc;
+
+use super::{Graph, NodeKind, TensorId};
+use crate::gpu::{Dispatch, Gpu};
+use crate::ops::{numel, OpKind, TensorRef};
+use crate::{Error, Result};
+
+pub struct Executable {
+    gpu: Arc<Gpu>,
+    shapes: Vec<Vec<usize>>,
+    names: Vec<String>,
+    /// The buffer each live tensor lives in (aliases share their source's).
+    slots: Vec<Option<usize>>,
+    buffers: Vec<wgpu::Buffer>,
+    /// Which tensors may be written and read by the caller: inputs and parameters.
+    writable: Vec<bool>,
+    dispatches: Vec<Dispatch>,
+    outputs: Vec<TensorId>,
+    staging: Vec<wgpu::Buffer>,
+}
+
+/// Liveness-planned buffer assignment: returns each node's slot and each slot's size in bytes.
+fn plan_buffers(
+    graph: &Graph,
+    live: &[bool],
+    outputs: &[TensorId],
+) -> (Vec<Option<usize>>, Vec<u64>) {
+    let n = graph.nodes().len();
+    // Aliases and in-place updates share the buffer of their first input.
+    let mut root: Vec<usize> = (0..n).collect();
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if matches!(node.op_kind(), Some(OpKind::Alias | OpKind::InPlace)) {
+            root[i] = root[node.inputs()[0].0];
+        }
+    }
+    // The last node that reads each root's buffer; pinned roots are never freed.
+    let mut last_use = vec![0usize; n];
+    let mut pinned = vec![false; n];
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if !live[i] {
+            continue;
+        }
+        last_use[root[i]] = last_use[root[i]].max(i);
+        for t in node.inputs() {
+            last_use[root[t.0]] = last_use[root[t.0]].max(i);
+        }
+        if !matches!(node.kind, NodeKind::Op { .. }) {
+            pinned[i] = true;
+        }
+    }
+    for t in outputs {
+        pinned[root[t.0]] = true;
+    }
+
+    let mut slots: Vec<Option<usize>> = vec![None; n];
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if !live[i] {
+            continue;
+        }
+        if root[i] != i {
+            slots[i] = slots[root[i]];
+        } else {
+            let bytes = (numel(&node.shape) * 4) as u64;
+            // The smallest free buffer that fits, else a new one.
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, &s)| !pinned[i] && sizes[s] >= bytes)
+                .min_by_key(|(_, &s)| sizes[s])
+                .map(|(k, _)| k);
+            slots[i] = Some(match best {
+                Some(k) => free.swap_remove(k),
+                None => {
+                    sizes.push(bytes);
+                    sizes.len() - 1
+                }
+            });
+        }
+        // Free the buffers whose last reader was this node (after allocating its output, so a
+        // kernel never reads and writes the same buffer).
+        for t in node.inputs().iter().map(|t| t.0).chain([i]) {
+            let r = root[t];
+            if !pinned[r] && last_use[r] == i {
+                if let Some(s) = slots[r] {
+                    if !free.contains(&s) {
+                        free.push(s);
+                    }
+                }
+            }
+        }
+    }
+    (slots, sizes)
+}
+
+impl Executable {
+    /// Plans buffers and records every dispatch for `graph`, which will return `outputs` on each run.
+    pub fn new(gpu: &Arc<Gpu>, graph: &Graph, outputs: &[TensorId]) -> Result<Self> {
+        let live = graph.live_nodes(outputs);
+        let (slots, sizes) = plan_buffers(graph, &live, outputs);
+        let buffers = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| gpu.storage_buffer(&format!("tensor slot {i}"), bytes))
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut dispatches = Vec::new();
+        let mut writable = vec![false; graph.nodes().len()];
+        for (i, node) in graph.nodes().iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
+            let slot = slots[i].expect("live nodes have slots");
+            match &node.kind {
+                NodeKind::Input | NodeKind::Param => writable[i] = true,
+                NodeKind::Const(data) => gpu.write_f32(&buffers[slot], data),
+                NodeKind::Op { op, inputs } => {
+                    if op.kind() == OpKind::Alias {
+                        continue;
+                    }
+                    let args: Vec<TensorRef> = inputs
+                        .iter()
+                        .map(|t| TensorRef {
+                            shape: graph.shape(*t),
+                            buffer: &buffers[slots[t.0].unwrap()],
+                        })
+                        .collect();
+                    let out = TensorRef {
+                        shape: &node.shape,
+                        buffer: &buffers[slot],
+                    };
+                    dispatches.extend(op.encode(gpu, &args, &out)?);
+                }
+            }
+        }
+
+        let staging = outputs
+            .iter()
+            .map(|t| {
+                gpu.create_buffer(
+                    &format!("readback of {}", graph.node(*t).name),
+                    (numel(graph.shape(*t)) * 4) as u64,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        Ok(Self {
+            gpu: gpu.clone(),
+            shapes: graph.nodes().iter().map(|n| n.shape.clone()).collect(),
+            names: graph.nodes().iter().map(|n| n.name.clone()).collect(),
+            slots,
+            buffers,
+            writable,
+            dispatches,
+            outputs: outputs.to_vec(),
+            staging,
+        })
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// How many kernel launches one run makes.
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    fn check_writable(&self, t: TensorId, len: usize) -> Result<&wgpu::Buffer> {
+        if !self.writable.get(t.0).copied().unwrap_or(false) {
+            return Err(Error::Graph(format!(
+                "'{}' is not an input or parameter of this executable",
+                self.names.get(t.0).map_or("?", |s| s.as_str())
+            )));
+        }
+        let expected = numel(&self.shapes[t.0]);
+        if len != expected {
+            return Err(Error::Graph(format!(
+                "'{}' has shape {:?} ({expected} values), got {len} values",
+                self.names[t.0], self.shapes[t.0]
+            )));
+        }
+        Ok(&self.buffers[self.slots[t.0].unwrap()])
+    }
+
+    /// Uploads the value of an input or parameter; it stays until overwritten.
+    pub fn write(&self, t: TensorId, data: &[f32]) -> Result<()> {
+        let buffer = self.check_writable(t, data.len())?;
+        self.gpu.write_f32(buffer, data);
+        Ok(())
+    }
+
+    /// Downloads the current value of an input or parameter (waits for the device).
+    pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
+        let buffer = self.check_writable(t, numel(&self.shapes[t.0]))?;
+        self.gpu.read_f32(buffer, numel(&self.shapes[t.0]))
+    }
+
+    /// Encodes one run into `encoder` without submitting it.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.gpu.encode(encoder, &self.dispatches);
+    }
+
+    /// Feeds `inputs`, runs the graph in one submission and returns the outputs.
+    pub fn run(&self, inputs: &[(TensorId, &[f32])]) -> Result<Vec<Vec<f32>>> {
+        for &(t, data) in inputs {
+            self.write(t, data)?;
+        }
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        self.encode(&mut encoder);
+        for (t, staging) in self.outputs.iter().zip(&self.staging) {
+            let bytes = (numel(&self.shapes[t.0]) * 4) as u64;
+            encoder.copy_buffer_to_buffer(
+                &self.buffers[self.slots[t.0].unwrap()],
+                0,
+                staging,
+                0,
+                bytes,
+            );
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        let requests: Vec<(&wgpu::Buffer, usize)> = self
+            .outputs
+            .iter()
+            .zip(&self.staging)
+            .map(|(t, s)| (s, numel(&self.shapes[t.0])))
+            .collect();
+        self.gpu.map_read(&requests)
+    }
+}

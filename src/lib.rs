@@ -1,0 +1,12 @@
+//! byol-wgpu: BYOL self-supervised training where every computation is a WGSL compute shader
+//! run through wgpu. See DESIGN.md for the layering: `graph` uses `ops` and `gpu`; nothing below
+//! knows what is above it.
+
+pub mod bench;
+pub mod demo;
+pub mod error;
+pub mod gpu;
+pub mod graph;
+pub mod ops;
+
+pub use error::{Error, Result};

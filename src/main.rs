@@ -1,0 +1,172 @@
+//! The `byol` command line: parses, then calls the library.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use byol_wgpu::demo::{MlpRegression, MlpShape};
+use byol_wgpu::gpu::{self, AdapterChoice, Gpu};
+use byol_wgpu::graph::Executable;
+use byol_wgpu::{bench, Error};
+
+#[derive(Parser)]
+#[command(
+    name = "byol",
+    version,
+    about = "BYOL self-supervised training on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct AdapterArgs {
+    /// Graphics API: vulkan, metal, dx12 or gl (default: the best available)
+    #[arg(long, global = true, env = "BYOL_BACKEND")]
+    backend: Option<String>,
+    /// Use the adapter whose name contains this (case-insensitive)
+    #[arg(long, global = true, env = "BYOL_ADAPTER")]
+    adapter: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter: name, backend, type, driver, limits and features
+    Info,
+    /// Fit a two-layer MLP with SGD on the GPU: a quick check that the stack works end to end
+    Demo {
+        /// Optimiser steps
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Kernel microbenchmarks
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Matmul GFLOP/s for square and BYOL-head shapes beside the adapter's FMA peak
+    Matmul {
+        /// Print one JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Only the square sizes up to this (quick runs)
+        #[arg(long)]
+        max_size: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let choice = AdapterChoice {
+        backend: cli.adapter.backend,
+        name: cli.adapter.adapter,
+    };
+    match run(cli.command, &choice) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                Error::NoAdapter { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
+    match command {
+        Command::Info => info(choice),
+        Command::Demo { steps, seed } => demo(&Gpu::new(choice)?, steps, seed),
+        Command::Bench {
+            what: BenchCommand::Matmul { json, max_size },
+        } => {
+            let gpu = Gpu::new(choice)?;
+            let shapes: Vec<_> = bench::matmul_shapes()
+                .into_iter()
+                .filter(|&(m, n, k)| max_size.is_none_or(|s| m.max(n).max(k) <= s))
+                .collect();
+            let report = bench::matmul_report(&gpu, &shapes, |r| {
+                if !json {
+                    eprintln!(
+                        "  {} {}x{}x{}: {:.1} GFLOP/s",
+                        r.kernel, r.m, r.n, r.k, r.gflops
+                    );
+                }
+            })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serialises")
+                );
+            } else {
+                println!("{}", report.table());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn info(choice: &AdapterChoice) -> byol_wgpu::Result<()> {
+    let adapters = gpu::enumerate(choice)?;
+    if adapters.is_empty() {
+        // Let selection produce the error that names the fix.
+        gpu::select(choice)?;
+    }
+    let chosen = gpu::select(choice)?.get_info();
+    for a in &adapters {
+        let mark = if a.get_info() == chosen {
+            " (chosen)"
+        } else {
+            ""
+        };
+        println!("{}{mark}\n", gpu::describe(a));
+    }
+    Ok(())
+}
+
+fn demo(gpu: &std::sync::Arc<Gpu>, steps: usize, seed: u64) -> byol_wgpu::Result<()> {
+    println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+    let shape = MlpShape {
+        batch: 256,
+        inputs: 64,
+        hidden: 256,
+        outputs: 16,
+    };
+    let mlp = MlpRegression::build(shape, 0.05);
+    let exe = Executable::new(gpu, &mlp.graph, &[mlp.loss])?;
+    let (init, x, target) = mlp.data(seed);
+    for (p, v) in mlp.params.iter().zip(&init) {
+        exe.write(*p, v)?;
+    }
+    exe.write(mlp.x, &x)?;
+    exe.write(mlp.target, &target)?;
+    println!(
+        "MLP {}-{}-{}, batch {}, {} kernels per step",
+        shape.inputs,
+        shape.hidden,
+        shape.outputs,
+        shape.batch,
+        exe.dispatch_count()
+    );
+    let start = std::time::Instant::now();
+    for step in 0..steps {
+        let loss = exe.run(&[])?[0][0];
+        if !loss.is_finite() {
+            return Err(Error::Graph(format!("loss became {loss} at step {step}")));
+        }
+        if step % 20 == 0 || step + 1 == steps {
+            println!("step {step:>4}  loss {loss:.5}");
+        }
+    }
+    println!("{steps} steps in {:.2} s", start.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! C = op(A) op(B) for 2-D matrices, op the identity or the transpose: every form backward needs.
+
+use super::{HostTensor, Op, Params, TensorRef};
+use crate::gpu::{Dispatch, Gpu, KernelKey};
+use crate::graph::{Graph, TensorId};
+use crate::Result;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatMul {
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+/// The two kernel variants (see the header of each shader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// Workgroup-memory tiles of 64x64: any shape; the choice for hardware GPUs.
+    Tiled,
+    /// Register blocks of 8x16 per invocation with vec4 loads: needs K and N (and M when A is
+    /// transposed) divisible by 4; the choice for software adapters.
+    Vec4,
+}
+
+impl MatmulKernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulKernel::Tiled => "tiled",
+            MatmulKernel::Vec4 => "vec4",
+        }
+    }
+
+    /// Whether this variant can compute the product of these sizes.
+    pub fn supports(self, m: usize, n: usize, k: usize, trans_a: bool) -> bool {
+        match self {
+            MatmulKernel::Tiled => true,
+            MatmulKernel::Vec4 => k % 4 == 0 && n % 4 == 0 && (!trans_a || m % 4 == 0),
+        }
+    }
+
+    /// The variant for this adapter and these sizes.
+    pub fn choose(gpu: &Gpu, m: usize, n: usize, k: usize, trans_a: bool) -> Self {
+        if gpu.is_cpu() && Self::Vec4.supports(m, n, k, trans_a) {
+            MatmulKernel::Vec4
+        } else {
+            MatmulKernel::Tiled
+        }
+    }
+
+    /// The launch of C[m, n] = op(A) op(B) with this variant.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(
+        self,
+        gpu: &Gpu,
+        (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        (m, n, k): (usize, usize, usize),
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Result<Dispatch> {
+        assert!(
+            self.supports(m, n, k, trans_a),
+            "{self:?} cannot run {m}x{n}x{k}"
+        );
+        let (shader, cols_per_group, rows_per_group) = match self {
+            MatmulKernel::Tiled => ("matmul_tiled", 64, 64),
+            MatmulKernel::Vec4 => ("matmul_vec4", 128, 64),
+        };
+        let key = KernelKey::new(shader, "main")
+            .with("TRANS_A", f64::from(u8::from(trans_a)))
+            .with("TRANS_B", f64::from(u8::from(trans_b)));
+        let params = Params::default().u(m).u(n).u(k).padded(4);
+        let groups = [
+            u32::try_from(n.div_ceil(cols_per_group)).expect("matrix too wide"),
+            u32::try_from(m.div_ceil(rows_per_group)).expect("matrix too tall"),
+            1,
+        ];
+        gpu.dispatch(&key, &params, &[(1, a), (2, b), (3, c)], groups)
+    }
+}
+
+impl MatMul {
+    pub fn new(trans_a: bool, trans_b: bool) -> Self {
+        Self { trans_a, trans_b }
+    }
+
+    /// (m, n, k) for operand shapes, or None when they do not fit together.
+    fn dims(&self, a: &[usize], b: &[usize]) -> Option<(usize, usize, usize)> {
+        let (&[ar, ac], &[br, bc]) = (a, b) else {
+            return None;
+        };
+        let (m, k) = if self.trans_a { (ac, ar) } else { (ar, ac) };
+        let (kb, n) = if self.trans_b { (bc, br) } else { (br, bc) };
+        (k == kb).then_some((m, n, k))
+    }
+}
+
+impl Op for MatMul {
+    fn name(&self) -> String {
+        format!("matmul(ta={}, tb={})", self.trans_a, self.trans_b)
+    }
+
+    fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
+        self.dims(x[0], x[1])
+            .map(|(m, n, _)| vec![m, n])
+            .ok_or_else(|| format!("{} cannot multiply {:?} by {:?}", self.name(), x[0], x[1]))
+    }
+
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[TensorId],
+        _: TensorId,
+        dy: TensorId,
+        needs: &[bool],
+    ) -> Vec<Option<TensorId>> {
+        let (a, b) = (x[0], x[1]);
+        let (ta, tb) = (self.trans_a, self.trans_b);
+        // C = op(A) op(B): d op(A) = dC op(B)^T and d op(B) = op(A)^T dC, transposed back
+        // into A's and B's own layouts.
+        let da = needs[0].then(|| {
+            if ta {
+                g.matmul_t(b, dy, tb, true)
+            } else {
+                g.matmul_t(dy, b, false, !tb)
+            }
+        });
+        let db = needs[1].then(|| {
+            if tb {
+                g.matmul_t(dy, a, true, ta)
+            } else {
+                g.matmul_t(a, dy, !ta, false)
+            }
+        });
+        vec![da, db]
+    }
+
+    fn reference(&self, x: &[&HostTensor]) -> HostTensor {
+        let (m, n, k) = self.dims(&x[0].shape, &x[1].shape).expect("checked shapes");
+        let at = |i: usize, p: usize| {
+            if self.trans_a {
+                x[0].data[p * m + i]
+            } else {
+                x[0].data[i * k + p]
+            }
+        };
+        let bt = |p: usize, j: usize| {
+            if self.trans_b {
+                x[1].data[j * k + p]
+            } else {
+                x[1].data[p * n + j]
+            }
+        };
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+            }
+        }
+        HostTensor::new(&[m, n], out)
+    }
+
+    fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
+        let (m, n, k) = self.dims(x[0].shape, x[1].shape).expect("checked shapes");
+        let kernel = MatmulKernel::choose(gpu, m, n, k, self.trans_a);
+        Ok(vec![kernel.dispatch(
+            gpu,
+            (x[0].buffer, x[1].buffer, y.buffer),
+            (m, n, k),
+            self.trans_a,
+            self.trans_b,
+        )?])
+    }
+}

@@ -1,0 +1,168 @@
+//! Ops: each file holds one op's shape rule, its backward (as more graph nodes), its CPU f64
+//! reference and the dispatch of its WGSL kernels.
+
+mod add;
+mod bias_add;
+mod byol_loss;
+mod l2norm;
+pub mod matmul;
+mod mul;
+mod reduce;
+mod relu;
+mod scale;
+mod sgd;
+mod view;
+
+pub use add::Add;
+pub use bias_add::BiasAdd;
+pub use byol_loss::{ByolLoss, ByolLossGrad};
+pub use l2norm::{L2Normalize, L2NormalizeGrad};
+pub use matmul::{MatMul, MatmulKernel};
+pub use mul::Mul;
+pub use reduce::{BroadcastAxis, SumAxis};
+pub use relu::{Relu, ReluGrad};
+pub use scale::Scale;
+pub use sgd::SgdUpdate;
+pub use view::{Reshape, StopGradient};
+
+use crate::gpu::{Dispatch, Gpu};
+use crate::graph::{Graph, TensorId};
+use crate::Result;
+
+/// How the executor treats an op's output buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// Writes a fresh output.
+    Compute,
+    /// The output is input 0's buffer seen under another shape or name; no kernel runs.
+    Alias,
+    /// Updates input 0 in place (an optimiser step); the output names the updated tensor.
+    InPlace,
+}
+
+/// A tensor on the host in f64, for references.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl HostTensor {
+    pub fn new(shape: &[usize], data: Vec<f64>) -> Self {
+        assert_eq!(
+            numel(shape),
+            data.len(),
+            "data does not fill shape {shape:?}"
+        );
+        Self {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    pub fn from_f32(shape: &[usize], data: &[f32]) -> Self {
+        Self::new(shape, data.iter().map(|&v| f64::from(v)).collect())
+    }
+
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.data.iter().map(|&v| v as f32).collect()
+    }
+}
+
+/// A tensor as a kernel sees it: its shape and the buffer it lives in.
+pub struct TensorRef<'a> {
+    pub shape: &'a [usize],
+    pub buffer: &'a wgpu::Buffer,
+}
+
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+pub trait Op: std::fmt::Debug + Send + Sync {
+    fn name(&self) -> String;
+
+    fn kind(&self) -> OpKind {
+        OpKind::Compute
+    }
+
+    /// The output shape for these input shapes, or what is wrong with them.
+    fn output_shape(&self, inputs: &[&[usize]]) -> std::result::Result<Vec<usize>, String>;
+
+    /// Adds the nodes computing the gradient of each input from `dy`, the gradient of the
+    /// output `y`; `None` where no gradient flows or `needs[i]` is false.
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[TensorId],
+        y: TensorId,
+        dy: TensorId,
+        needs: &[bool],
+    ) -> Vec<Option<TensorId>>;
+
+    /// The output computed on the host in f64 (for `InPlace`, the new value of input 0).
+    fn reference(&self, x: &[&HostTensor]) -> HostTensor;
+
+    /// The kernel launches computing `y` from `x` (not called for `Alias` ops).
+    fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>>;
+}
+
+/// Uniform parameters as 32-bit words: counts, then f32 constants, in the order the shader's
+/// `Params` struct declares them.
+#[derive(Default)]
+pub struct Params(Vec<u32>);
+
+impl Params {
+    pub fn u(mut self, v: usize) -> Self {
+        self.0.push(u32::try_from(v).expect("a size exceeds u32"));
+        self
+    }
+
+    pub fn f(mut self, v: f32) -> Self {
+        self.0.push(v.to_bits());
+        self
+    }
+
+    /// Pads to `words` (a multiple of 4: uniform structs are 16-byte aligned).
+    pub fn padded(mut self, words: usize) -> Vec<u32> {
+        assert!(self.0.len() <= words);
+        self.0.resize(words, 0);
+        self.0
+    }
+}
+
+/// Launch of an `elementwise.wgsl` entry over `n` outputs.
+pub(crate) fn elementwise(
+    gpu: &Gpu,
+    entry: &'static str,
+    n: usize,
+    (mid, inner, s): (usize, usize, f32),
+    bindings: &[(u32, &wgpu::Buffer)],
+) -> Result<Vec<Dispatch>> {
+    let params = Params::default().u(n).u(mid).u(inner).u(0).f(s).padded(8);
+    let groups =
+        u32::try_from(n.div_ceil(crate::gpu::WORKGROUP_1D as usize)).expect("too many elements");
+    let grid = crate::gpu::grid_1d(groups, gpu.limits.max_compute_workgroups_per_dimension);
+    Ok(vec![gpu.dispatch(
+        &crate::gpu::KernelKey::new("elementwise", entry),
+        &params,
+        bindings,
+        grid,
+    )?])
+}
+
+/// Checks that every input has the first input's shape.
+pub(crate) fn same_shapes(
+    name: &str,
+    inputs: &[&[usize]],
+) -> std::result::Result<Vec<usize>, String> {
+    let first = inputs[0];
+    for s in &inputs[1..] {
+        if *s != first {
+            return Err(format!(
+                "{name} needs equal shapes, got {first:?} and {s:?}"
+            ));
+        }
+    }
+    Ok(first.to_vec())
+}
