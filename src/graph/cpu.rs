@@ -31,10 +31,20 @@ impl CpuRunner {
 
     /// Evaluates every node the outputs and effects need; returns the outputs.
     pub fn run(&mut self, inputs: &[(TensorId, &[f32])]) -> Vec<HostTensor> {
+        let host: Vec<(TensorId, HostTensor)> = inputs
+            .iter()
+            .map(|&(t, data)| (t, HostTensor::from_f32(self.graph.shape(t), data)))
+            .collect();
+        self.run_f64(&host)
+    }
+
+    /// `run` with inputs in full precision (finite differences need it).
+    pub fn run_f64(&mut self, inputs: &[(TensorId, HostTensor)]) -> Vec<HostTensor> {
         let live = self.graph.live_nodes(&self.outputs);
         let mut values: Vec<Option<HostTensor>> = vec![None; self.graph.nodes.len()];
-        for &(t, data) in inputs {
-            values[t.0] = Some(HostTensor::from_f32(self.graph.shape(t), data));
+        for (t, value) in inputs {
+            assert_eq!(value.shape, self.graph.shape(*t), "shape of input '{}'", self.graph.node(*t).name);
+            values[t.0] = Some(value.clone());
         }
         for (i, node) in self.graph.nodes.iter().enumerate() {
             if !live[i] {

@@ -104,7 +104,11 @@ fn plan_buffers(
 impl Executable {
     /// Plans buffers and records every dispatch for `graph`, which will return `outputs` on each run.
     pub fn new(gpu: &Arc<Gpu>, graph: &Graph, outputs: &[TensorId]) -> Result<Self> {
-        let live = graph.live_nodes(outputs);
+        let mut live = graph.live_nodes(outputs);
+        // Inputs and parameters stay addressable even where no output needs them.
+        for (i, node) in graph.nodes().iter().enumerate() {
+            live[i] |= matches!(node.kind, NodeKind::Input | NodeKind::Param);
+        }
         let (slots, sizes) = plan_buffers(graph, &live, outputs);
         let buffers = sizes
             .iter()
@@ -168,6 +172,11 @@ impl Executable {
 
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
+    }
+
+    /// How many device buffers the tensors share (see the liveness plan).
+    pub fn buffer_count(&self) -> usize {
+        self.buffers.len()
     }
 
     /// How many kernel launches one run makes.

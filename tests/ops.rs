@@ -1,0 +1,196 @@
+//! Every op's forward and backward on the GPU against the CPU f64 reference, and every
+//! reference backward against central finite differences of the reference forward.
+//!
+//! Each case builds y = op(inputs), the scalar L = sum(y * r) for a random r, and its
+//! gradients by autodiff; the GPU executor and the CPU interpreter run the same graph.
+
+mod common;
+
+use byol_wgpu::graph::{CpuRunner, Executable, Graph, TensorId};
+use byol_wgpu::ops::{numel, HostTensor};
+use common::{assert_close, gpu, random};
+
+type Build = fn(&mut Graph, &[TensorId]) -> TensorId;
+
+struct Case {
+    name: &'static str,
+    inputs: Vec<Vec<usize>>,
+    build: Build,
+}
+
+fn case(name: &'static str, inputs: &[&[usize]], build: Build) -> Case {
+    Case { name, inputs: inputs.iter().map(|s| s.to_vec()).collect(), build }
+}
+
+struct Built {
+    graph: Graph,
+    xs: Vec<TensorId>,
+    r: TensorId,
+    y: TensorId,
+    loss: TensorId,
+    grads: Vec<TensorId>,
+}
+
+fn build(c: &Case) -> Built {
+    let mut g = Graph::new();
+    let xs: Vec<TensorId> = c.inputs.iter().enumerate().map(|(i, s)| g.input(&format!("x{i}"), s)).collect();
+    let y = (c.build)(&mut g, &xs);
+    let y_shape = g.shape(y).to_vec();
+    let r = g.input("r", &y_shape);
+    let weighted = g.mul(y, r);
+    let flat = g.reshape(weighted, &[numel(&y_shape)]);
+    let loss = g.sum(flat, 0);
+    let grads = g.grad(loss, &xs).unwrap();
+    Built { graph: g, xs, r, y, loss, grads }
+}
+
+fn feeds(c: &Case, b: &Built, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
+    let mut feeds: Vec<(TensorId, Vec<f32>)> =
+        b.xs.iter().zip(&c.inputs).enumerate().map(|(i, (&x, s))| (x, random(numel(s), seed + i as u64))).collect();
+    feeds.push((b.r, random(numel(b.graph.shape(b.y)), seed + 100)));
+    feeds
+}
+
+/// GPU forward and every gradient against the CPU interpreter of the same graph.
+fn check_gpu(c: &Case) {
+    let b = build(c);
+    let outputs: Vec<TensorId> = std::iter::once(b.y).chain(b.grads.iter().copied()).collect();
+    let data = feeds(c, &b, 7);
+    let inputs: Vec<(TensorId, &[f32])> = data.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    let exe = Executable::new(&gpu(), &b.graph, &outputs).unwrap();
+    let got = exe.run(&inputs).unwrap();
+    let want = CpuRunner::new(&b.graph, &outputs).run(&inputs);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let what = if i == 0 { format!("{} forward", c.name) } else { format!("{} d/dx{}", c.name, i - 1) };
+        assert_close(&what, g, &w.data, 2e-5, 2e-4);
+    }
+}
+
+/// The reference gradients against central differences of the reference loss, in f64.
+fn check_finite_differences(c: &Case) {
+    let b = build(c);
+    let data = feeds(c, &b, 11);
+    let host: Vec<(TensorId, HostTensor)> =
+        data.iter().map(|(t, v)| (*t, HostTensor::from_f32(b.graph.shape(*t), v))).collect();
+    let analytic = CpuRunner::new(&b.graph, &b.grads).run_f64(&host);
+    let mut loss_at = CpuRunner::new(&b.graph, &[b.loss]);
+    let h = 1e-6;
+    for (xi, grad) in analytic.iter().enumerate() {
+        let n = grad.data.len();
+        // Up to 24 elements spread over the tensor.
+        for j in (0..n).step_by(n.div_ceil(24).max(1)) {
+            let mut eval = |delta: f64| {
+                let mut inputs = host.clone();
+                inputs[xi].1.data[j] += delta;
+                loss_at.run_f64(&inputs)[0].data[0]
+            };
+            let numeric = (eval(h) - eval(-h)) / (2.0 * h);
+            let a = grad.data[j];
+            assert!(
+                (a - numeric).abs() <= 1e-6 + 1e-5 * numeric.abs(),
+                "{}: d/dx{xi}[{j}] is {a} by the reference backward, {numeric} by finite differences",
+                c.name
+            );
+        }
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        case("matmul", &[&[37, 53], &[53, 29]], |g, x| g.matmul(x[0], x[1])),
+        case("matmul vec4-aligned", &[&[36, 20], &[20, 44]], |g, x| g.matmul(x[0], x[1])),
+        case("matmul tiny", &[&[3, 5], &[5, 2]], |g, x| g.matmul(x[0], x[1])),
+        case("matmul A^T", &[&[53, 37], &[53, 29]], |g, x| g.matmul_t(x[0], x[1], true, false)),
+        case("matmul B^T", &[&[37, 53], &[29, 53]], |g, x| g.matmul_t(x[0], x[1], false, true)),
+        case("matmul A^T B^T", &[&[52, 36], &[28, 52]], |g, x| g.matmul_t(x[0], x[1], true, true)),
+        case("matmul multi-workgroup", &[&[130, 68], &[68, 132]], |g, x| g.matmul(x[0], x[1])),
+        case("bias_add", &[&[7, 13], &[13]], |g, x| g.bias_add(x[0], x[1])),
+        case("add", &[&[5, 9], &[5, 9]], |g, x| g.add(x[0], x[1])),
+        case("mul", &[&[5, 9], &[5, 9]], |g, x| g.mul(x[0], x[1])),
+        case("mul of a tensor by itself", &[&[5, 9]], |g, x| g.mul(x[0], x[0])),
+        case("scale", &[&[17]], |g, x| g.scale(x[0], -2.5)),
+        case("relu", &[&[6, 11]], |g, x| g.relu(x[0])),
+        case("sum axis 0", &[&[3, 4, 5]], |g, x| g.sum(x[0], 0)),
+        case("sum axis 1", &[&[3, 4, 5]], |g, x| g.sum(x[0], 1)),
+        case("sum axis 2", &[&[3, 4, 5]], |g, x| g.sum(x[0], 2)),
+        case("mean axis 1", &[&[3, 4, 5]], |g, x| g.mean(x[0], 1)),
+        case("sum of a long vector", &[&[1000]], |g, x| g.sum(x[0], 0)),
+        case("mean over a long axis", &[&[2, 700, 3]], |g, x| g.mean(x[0], 1)),
+        case("l2_normalize", &[&[9, 70]], |g, x| g.l2_normalize(x[0])),
+        case("l2_normalize short rows", &[&[4, 3]], |g, x| g.l2_normalize(x[0])),
+        case("byol_loss", &[&[9, 70], &[9, 70]], |g, x| g.byol_loss(x[0], x[1])),
+        case("byol_loss short rows", &[&[5, 3], &[5, 3]], |g, x| g.byol_loss(x[0], x[1])),
+        case("reshape", &[&[4, 6]], |g, x| {
+            let r = g.reshape(x[0], &[3, 8]);
+            g.relu(r)
+        }),
+        case("a two-layer chain", &[&[8, 12], &[12, 16], &[16]], |g, x| {
+            let h = g.matmul(x[0], x[1]);
+            let h = g.bias_add(h, x[2]);
+            let h = g.relu(h);
+            g.l2_normalize(h)
+        }),
+    ]
+}
+
+#[test]
+fn gpu_forward_and_backward_match_the_reference() {
+    for c in cases() {
+        check_gpu(&c);
+    }
+}
+
+#[test]
+fn reference_backward_matches_finite_differences() {
+    for c in cases() {
+        check_finite_differences(&c);
+    }
+}
+
+#[test]
+fn stop_gradient_blocks_the_gradient() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[4, 3]);
+    let stopped = g.stop_gradient(x);
+    let y = g.mul(x, stopped);
+    let flat = g.reshape(y, &[12]);
+    let loss = g.sum(flat, 0);
+    let dx = g.grad(loss, &[x]).unwrap()[0];
+    let xs = random(12, 3);
+    let exe = Executable::new(&gpu(), &g, &[dx]).unwrap();
+    let got = exe.run(&[(x, &xs)]).unwrap();
+    // d/dx sum(x * sg(x)) = sg(x) = x: only the unstopped factor contributes.
+    let want: Vec<f64> = xs.iter().map(|&v| f64::from(v)).collect();
+    assert_close("d/dx x*sg(x)", &got[0], &want, 1e-6, 1e-6);
+}
+
+#[test]
+fn the_gradient_of_an_unused_tensor_is_zero() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[3]);
+    let unused = g.input("unused", &[2]);
+    let loss = g.sum(x, 0);
+    let grads = g.grad(loss, &[x, unused]).unwrap();
+    let exe = Executable::new(&gpu(), &g, &grads).unwrap();
+    let got = exe.run(&[(x, &[1.0, 2.0, 3.0]), (unused, &[5.0, 6.0])]).unwrap();
+    assert_eq!(got[0], vec![1.0; 3]);
+    assert_eq!(got[1], vec![0.0; 2]);
+}
+
+#[test]
+fn gradients_need_a_scalar_loss() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[3]);
+    let y = g.relu(x);
+    let err = g.grad(y, &[x]).unwrap_err().to_string();
+    assert!(err.contains("scalar"), "{err}");
+}
+
+#[test]
+fn mismatched_shapes_are_an_error_not_a_panic_in_try_apply() {
+    let mut g = Graph::new();
+    let a = g.input("a", &[3, 4]);
+    let b = g.input("b", &[5, 6]);
+    let err = g.try_apply(byol_wgpu::ops::MatMul::default(), &[a, b]).unwrap_err().to_string();
+    assert!(err.contains("[3, 4]") && err.contains("[5, 6]"), "{err}");
+}

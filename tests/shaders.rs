@@ -1,0 +1,42 @@
+//! Every WGSL file under shaders/ parses and validates, and is compiled into the binary.
+
+use std::collections::BTreeSet;
+
+use byol_wgpu::gpu::SHADERS;
+
+fn validate(name: &str, source: &str) {
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}.wgsl does not validate:\n{}", e.emit_to_string(source)));
+}
+
+#[test]
+fn every_shader_file_validates_and_is_registered() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            validate(&name, &std::fs::read_to_string(&path).unwrap());
+            on_disk.insert(name);
+        }
+    }
+    let registered: BTreeSet<String> = SHADERS.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(on_disk, registered, "shaders/ and gpu::SHADERS disagree");
+}
+
+#[test]
+fn a_broken_shader_fails_validation() {
+    let broken = "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }";
+    let parsed = naga::front::wgsl::parse_str(broken);
+    let rejected = match parsed {
+        Err(_) => true,
+        Ok(module) => naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .is_err(),
+    };
+    assert!(rejected, "a type error must not pass the shader check");
+}
