@@ -140,8 +140,12 @@ pub fn matmul_report(
         results.push(r);
     };
     for &(m, n, k) in shapes {
-        for kernel in [MatmulKernel::Vec4, MatmulKernel::Tiled] {
-            if kernel.supports(m, n, k, false) {
+        for kernel in [
+            MatmulKernel::Subgroup,
+            MatmulKernel::Vec4,
+            MatmulKernel::Tiled,
+        ] {
+            if kernel.available(gpu) && kernel.supports(m, n, k, false) {
                 record(
                     bench_matmul(gpu, kernel, (m, n, k), false, false)?,
                     &mut results,

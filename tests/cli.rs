@@ -10,16 +10,31 @@ fn byol() -> Command {
 fn info_lists_the_adapter_it_would_choose() {
     let out = byol().arg("info").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("(chosen)") && text.contains("backend:") && text.contains("max storage binding"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("(chosen)")
+            && text.contains("backend:")
+            && text.contains("max storage binding"),
+        "{text}"
+    );
 }
 
 #[test]
 fn no_matching_adapter_exits_2_and_names_the_fix() {
-    let out = byol().args(["info", "--adapter", "no-such-adapter-anywhere"]).output().unwrap();
+    let out = byol()
+        .args(["info", "--adapter", "no-such-adapter-anywhere"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no GPU adapter found") && err.contains("byol info"), "{err}");
+    assert!(
+        err.contains("no GPU adapter found") && err.contains("byol info"),
+        "{err}"
+    );
     if cfg!(target_os = "linux") {
         assert!(err.contains("mesa-vulkan-drivers"), "{err}");
     }
@@ -27,23 +42,37 @@ fn no_matching_adapter_exits_2_and_names_the_fix() {
 
 #[test]
 fn the_environment_chooses_the_adapter_too() {
-    let out = byol().arg("info").env("BYOL_ADAPTER", "no-such-adapter-anywhere").output().unwrap();
+    let out = byol()
+        .arg("info")
+        .env("BYOL_ADAPTER", "no-such-adapter-anywhere")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn an_unknown_backend_is_rejected() {
-    let out = byol().args(["info", "--backend", "glide"]).output().unwrap();
+    let out = byol()
+        .args(["info", "--backend", "glide"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown backend 'glide'") && err.contains("vulkan"), "{err}");
+    assert!(
+        err.contains("unknown backend 'glide'") && err.contains("vulkan"),
+        "{err}"
+    );
 }
 
 #[test]
 fn demo_trains_and_the_loss_falls() {
     let out = byol().args(["demo", "--steps", "41"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let losses: Vec<f64> = text
         .lines()
         .filter_map(|l| l.split("loss").nth(1))
@@ -55,8 +84,15 @@ fn demo_trains_and_the_loss_falls() {
 
 #[test]
 fn bench_matmul_json_has_the_documented_fields() {
-    let out = byol().args(["bench", "matmul", "--json", "--max-size", "256"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = byol()
+        .args(["bench", "matmul", "--json", "--max-size", "256"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["adapter"].is_string() && v["backend"].is_string());
     assert!(v["peak_gflops"].as_f64().unwrap() > 0.0);

@@ -9,7 +9,12 @@ use common::{assert_close, gpu, random};
 
 #[test]
 fn mlp_trained_with_sgd_follows_the_reference_trajectory() {
-    let shape = MlpShape { batch: 64, inputs: 16, hidden: 32, outputs: 4 };
+    let shape = MlpShape {
+        batch: 64,
+        inputs: 16,
+        hidden: 32,
+        outputs: 4,
+    };
     let mlp = MlpRegression::build(shape, 0.05);
     let (init, x, target) = mlp.data(42);
     let exe = Executable::new(&gpu(), &mlp.graph, &[mlp.loss]).unwrap();
@@ -30,16 +35,33 @@ fn mlp_trained_with_sgd_follows_the_reference_trajectory() {
         }
         last = want;
     }
-    assert!(last < 0.5 * first, "SGD should fit the problem: loss {first} -> {last}");
+    assert!(
+        last < 0.5 * first,
+        "SGD should fit the problem: loss {first} -> {last}"
+    );
     for &p in &mlp.params {
-        assert_close("parameter after 50 steps", &exe.read(p).unwrap(), &cpu.param(p).data, 1e-5, 1e-4);
+        assert_close(
+            "parameter after 50 steps",
+            &exe.read(p).unwrap(),
+            &cpu.param(p).data,
+            1e-5,
+            1e-4,
+        );
     }
 }
 
 #[test]
 fn runs_allocate_nothing_after_compilation() {
     let gpu = gpu();
-    let mlp = MlpRegression::build(MlpShape { batch: 32, inputs: 8, hidden: 16, outputs: 4 }, 0.01);
+    let mlp = MlpRegression::build(
+        MlpShape {
+            batch: 32,
+            inputs: 8,
+            hidden: 16,
+            outputs: 4,
+        },
+        0.01,
+    );
     let exe = Executable::new(&gpu, &mlp.graph, &[mlp.loss]).unwrap();
     let (init, x, target) = mlp.data(1);
     for (p, v) in mlp.params.iter().zip(&init) {
@@ -59,11 +81,19 @@ fn a_long_chain_reuses_buffers() {
     let x = g.input("x", &[256]);
     let mut y = x;
     for i in 0..20 {
-        y = if i % 2 == 0 { g.relu(y) } else { g.scale(y, 0.5) };
+        y = if i % 2 == 0 {
+            g.relu(y)
+        } else {
+            g.scale(y, 0.5)
+        };
     }
     let exe = Executable::new(&gpu(), &g, &[y]).unwrap();
     // The input, the output and two buffers that alternate along the chain.
-    assert!(exe.buffer_count() <= 4, "{} buffers for a chain", exe.buffer_count());
+    assert!(
+        exe.buffer_count() <= 4,
+        "{} buffers for a chain",
+        exe.buffer_count()
+    );
     let xs = random(256, 5);
     let got = exe.run(&[(x, &xs)]).unwrap();
     let want: Vec<f64> = xs.iter().map(|&v| f64::from(v.max(0.0)) / 1024.0).collect();
@@ -85,7 +115,10 @@ fn in_place_updates_change_parameters_and_only_parameters() {
     let mut bad = Graph::new();
     let i = bad.input("i", &[3]);
     let d = bad.input("d", &[3]);
-    let err = bad.try_apply(byol_wgpu::ops::SgdUpdate { lr: 0.1 }, &[i, d]).unwrap_err().to_string();
+    let err = bad
+        .try_apply(byol_wgpu::ops::SgdUpdate { lr: 0.1 }, &[i, d])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a parameter"), "{err}");
 }
 
@@ -108,6 +141,9 @@ fn a_tensor_beyond_the_binding_limit_is_a_clear_error() {
     let mut g = Graph::new();
     let x = g.input("x", &[too_many]);
     let y = g.relu(x);
-    let err = Executable::new(&gpu, &g, &[y]).err().expect("must not compile").to_string();
+    let err = Executable::new(&gpu, &g, &[y])
+        .err()
+        .expect("must not compile")
+        .to_string();
     assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
 }

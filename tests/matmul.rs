@@ -19,10 +19,15 @@ fn check(kernel: MatmulKernel, (m, n, k): (usize, usize, usize), ta: bool, tb: b
     );
     gpu.write_f32(&ab, &a);
     gpu.write_f32(&bb, &b);
-    let d = kernel.dispatch(&gpu, (&ab, &bb, &cb), (m, n, k), ta, tb).unwrap();
+    let d = kernel
+        .dispatch(&gpu, (&ab, &bb, &cb), (m, n, k), ta, tb)
+        .unwrap();
     gpu.run(&[d]).unwrap();
     let got = gpu.read_f32(&cb, m * n).unwrap();
-    let want = MatMul::new(ta, tb).reference(&[&HostTensor::from_f32(&a_shape, &a), &HostTensor::from_f32(&b_shape, &b)]);
+    let want = MatMul::new(ta, tb).reference(&[
+        &HostTensor::from_f32(&a_shape, &a),
+        &HostTensor::from_f32(&b_shape, &b),
+    ]);
     let what = format!("{kernel:?} {m}x{n}x{k} ta={ta} tb={tb}");
     // Sums of k products of values in [-1, 1]: the f32 rounding grows like sqrt(k).
     assert_close(&what, &got, &want.data, 1e-5 * (k as f64).sqrt(), 1e-5);
@@ -30,7 +35,13 @@ fn check(kernel: MatmulKernel, (m, n, k): (usize, usize, usize), ta: bool, tb: b
 
 #[test]
 fn tiled_kernel_matches_the_reference() {
-    for shape in [(1, 1, 1), (37, 29, 53), (65, 130, 17), (128, 64, 256), (3, 200, 70)] {
+    for shape in [
+        (1, 1, 1),
+        (37, 29, 53),
+        (65, 130, 17),
+        (128, 64, 256),
+        (3, 200, 70),
+    ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             check(MatmulKernel::Tiled, shape, ta, tb);
         }
@@ -39,10 +50,38 @@ fn tiled_kernel_matches_the_reference() {
 
 #[test]
 fn vec4_kernel_matches_the_reference() {
-    for shape in [(4, 4, 4), (36, 44, 20), (8, 128, 4), (72, 260, 36), (128, 128, 128), (1, 8, 8)] {
+    for shape in [
+        (4, 4, 4),
+        (36, 44, 20),
+        (8, 128, 4),
+        (72, 260, 36),
+        (128, 128, 128),
+        (1, 8, 8),
+    ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             if MatmulKernel::Vec4.supports(shape.0, shape.1, shape.2, ta) {
                 check(MatmulKernel::Vec4, shape, ta, tb);
+            }
+        }
+    }
+}
+
+#[test]
+fn subgroup_kernel_matches_the_reference() {
+    if !MatmulKernel::Subgroup.available(&gpu()) {
+        eprintln!("skipped: this adapter has no fixed-size subgroups");
+        return;
+    }
+    for shape in [
+        (4, 4, 4),
+        (36, 44, 20),
+        (72, 260, 36),
+        (130, 128, 64),
+        (256, 132, 8),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            if MatmulKernel::Subgroup.supports(shape.0, shape.1, shape.2, ta) {
+                check(MatmulKernel::Subgroup, shape, ta, tb);
             }
         }
     }

@@ -19,7 +19,11 @@ struct Case {
 }
 
 fn case(name: &'static str, inputs: &[&[usize]], build: Build) -> Case {
-    Case { name, inputs: inputs.iter().map(|s| s.to_vec()).collect(), build }
+    Case {
+        name,
+        inputs: inputs.iter().map(|s| s.to_vec()).collect(),
+        build,
+    }
 }
 
 struct Built {
@@ -33,7 +37,12 @@ struct Built {
 
 fn build(c: &Case) -> Built {
     let mut g = Graph::new();
-    let xs: Vec<TensorId> = c.inputs.iter().enumerate().map(|(i, s)| g.input(&format!("x{i}"), s)).collect();
+    let xs: Vec<TensorId> = c
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| g.input(&format!("x{i}"), s))
+        .collect();
     let y = (c.build)(&mut g, &xs);
     let y_shape = g.shape(y).to_vec();
     let r = g.input("r", &y_shape);
@@ -41,12 +50,23 @@ fn build(c: &Case) -> Built {
     let flat = g.reshape(weighted, &[numel(&y_shape)]);
     let loss = g.sum(flat, 0);
     let grads = g.grad(loss, &xs).unwrap();
-    Built { graph: g, xs, r, y, loss, grads }
+    Built {
+        graph: g,
+        xs,
+        r,
+        y,
+        loss,
+        grads,
+    }
 }
 
 fn feeds(c: &Case, b: &Built, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
     let mut feeds: Vec<(TensorId, Vec<f32>)> =
-        b.xs.iter().zip(&c.inputs).enumerate().map(|(i, (&x, s))| (x, random(numel(s), seed + i as u64))).collect();
+        b.xs.iter()
+            .zip(&c.inputs)
+            .enumerate()
+            .map(|(i, (&x, s))| (x, random(numel(s), seed + i as u64)))
+            .collect();
     feeds.push((b.r, random(numel(b.graph.shape(b.y)), seed + 100)));
     feeds
 }
@@ -54,14 +74,20 @@ fn feeds(c: &Case, b: &Built, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
 /// GPU forward and every gradient against the CPU interpreter of the same graph.
 fn check_gpu(c: &Case) {
     let b = build(c);
-    let outputs: Vec<TensorId> = std::iter::once(b.y).chain(b.grads.iter().copied()).collect();
+    let outputs: Vec<TensorId> = std::iter::once(b.y)
+        .chain(b.grads.iter().copied())
+        .collect();
     let data = feeds(c, &b, 7);
     let inputs: Vec<(TensorId, &[f32])> = data.iter().map(|(t, v)| (*t, v.as_slice())).collect();
     let exe = Executable::new(&gpu(), &b.graph, &outputs).unwrap();
     let got = exe.run(&inputs).unwrap();
     let want = CpuRunner::new(&b.graph, &outputs).run(&inputs);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        let what = if i == 0 { format!("{} forward", c.name) } else { format!("{} d/dx{}", c.name, i - 1) };
+        let what = if i == 0 {
+            format!("{} forward", c.name)
+        } else {
+            format!("{} d/dx{}", c.name, i - 1)
+        };
         assert_close(&what, g, &w.data, 2e-5, 2e-4);
     }
 }
@@ -70,8 +96,10 @@ fn check_gpu(c: &Case) {
 fn check_finite_differences(c: &Case) {
     let b = build(c);
     let data = feeds(c, &b, 11);
-    let host: Vec<(TensorId, HostTensor)> =
-        data.iter().map(|(t, v)| (*t, HostTensor::from_f32(b.graph.shape(*t), v))).collect();
+    let host: Vec<(TensorId, HostTensor)> = data
+        .iter()
+        .map(|(t, v)| (*t, HostTensor::from_f32(b.graph.shape(*t), v)))
+        .collect();
     let analytic = CpuRunner::new(&b.graph, &b.grads).run_f64(&host);
     let mut loss_at = CpuRunner::new(&b.graph, &[b.loss]);
     let h = 1e-6;
@@ -97,17 +125,37 @@ fn check_finite_differences(c: &Case) {
 
 fn cases() -> Vec<Case> {
     vec![
-        case("matmul", &[&[37, 53], &[53, 29]], |g, x| g.matmul(x[0], x[1])),
-        case("matmul vec4-aligned", &[&[36, 20], &[20, 44]], |g, x| g.matmul(x[0], x[1])),
-        case("matmul tiny", &[&[3, 5], &[5, 2]], |g, x| g.matmul(x[0], x[1])),
-        case("matmul A^T", &[&[53, 37], &[53, 29]], |g, x| g.matmul_t(x[0], x[1], true, false)),
-        case("matmul B^T", &[&[37, 53], &[29, 53]], |g, x| g.matmul_t(x[0], x[1], false, true)),
-        case("matmul A^T B^T", &[&[52, 36], &[28, 52]], |g, x| g.matmul_t(x[0], x[1], true, true)),
-        case("matmul multi-workgroup", &[&[130, 68], &[68, 132]], |g, x| g.matmul(x[0], x[1])),
-        case("bias_add", &[&[7, 13], &[13]], |g, x| g.bias_add(x[0], x[1])),
+        case("matmul", &[&[37, 53], &[53, 29]], |g, x| {
+            g.matmul(x[0], x[1])
+        }),
+        case("matmul vec4-aligned", &[&[36, 20], &[20, 44]], |g, x| {
+            g.matmul(x[0], x[1])
+        }),
+        case("matmul tiny", &[&[3, 5], &[5, 2]], |g, x| {
+            g.matmul(x[0], x[1])
+        }),
+        case("matmul A^T", &[&[53, 37], &[53, 29]], |g, x| {
+            g.matmul_t(x[0], x[1], true, false)
+        }),
+        case("matmul B^T", &[&[37, 53], &[29, 53]], |g, x| {
+            g.matmul_t(x[0], x[1], false, true)
+        }),
+        case("matmul A^T B^T", &[&[52, 36], &[28, 52]], |g, x| {
+            g.matmul_t(x[0], x[1], true, true)
+        }),
+        case(
+            "matmul multi-workgroup",
+            &[&[130, 68], &[68, 132]],
+            |g, x| g.matmul(x[0], x[1]),
+        ),
+        case("bias_add", &[&[7, 13], &[13]], |g, x| {
+            g.bias_add(x[0], x[1])
+        }),
         case("add", &[&[5, 9], &[5, 9]], |g, x| g.add(x[0], x[1])),
         case("mul", &[&[5, 9], &[5, 9]], |g, x| g.mul(x[0], x[1])),
-        case("mul of a tensor by itself", &[&[5, 9]], |g, x| g.mul(x[0], x[0])),
+        case("mul of a tensor by itself", &[&[5, 9]], |g, x| {
+            g.mul(x[0], x[0])
+        }),
         case("scale", &[&[17]], |g, x| g.scale(x[0], -2.5)),
         case("relu", &[&[6, 11]], |g, x| g.relu(x[0])),
         case("sum axis 0", &[&[3, 4, 5]], |g, x| g.sum(x[0], 0)),
@@ -115,21 +163,33 @@ fn cases() -> Vec<Case> {
         case("sum axis 2", &[&[3, 4, 5]], |g, x| g.sum(x[0], 2)),
         case("mean axis 1", &[&[3, 4, 5]], |g, x| g.mean(x[0], 1)),
         case("sum of a long vector", &[&[1000]], |g, x| g.sum(x[0], 0)),
-        case("mean over a long axis", &[&[2, 700, 3]], |g, x| g.mean(x[0], 1)),
+        case("mean over a long axis", &[&[2, 700, 3]], |g, x| {
+            g.mean(x[0], 1)
+        }),
         case("l2_normalize", &[&[9, 70]], |g, x| g.l2_normalize(x[0])),
-        case("l2_normalize short rows", &[&[4, 3]], |g, x| g.l2_normalize(x[0])),
-        case("byol_loss", &[&[9, 70], &[9, 70]], |g, x| g.byol_loss(x[0], x[1])),
-        case("byol_loss short rows", &[&[5, 3], &[5, 3]], |g, x| g.byol_loss(x[0], x[1])),
+        case("l2_normalize short rows", &[&[4, 3]], |g, x| {
+            g.l2_normalize(x[0])
+        }),
+        case("byol_loss", &[&[9, 70], &[9, 70]], |g, x| {
+            g.byol_loss(x[0], x[1])
+        }),
+        case("byol_loss short rows", &[&[5, 3], &[5, 3]], |g, x| {
+            g.byol_loss(x[0], x[1])
+        }),
         case("reshape", &[&[4, 6]], |g, x| {
             let r = g.reshape(x[0], &[3, 8]);
             g.relu(r)
         }),
-        case("a two-layer chain", &[&[8, 12], &[12, 16], &[16]], |g, x| {
-            let h = g.matmul(x[0], x[1]);
-            let h = g.bias_add(h, x[2]);
-            let h = g.relu(h);
-            g.l2_normalize(h)
-        }),
+        case(
+            "a two-layer chain",
+            &[&[8, 12], &[12, 16], &[16]],
+            |g, x| {
+                let h = g.matmul(x[0], x[1]);
+                let h = g.bias_add(h, x[2]);
+                let h = g.relu(h);
+                g.l2_normalize(h)
+            },
+        ),
     ]
 }
 
@@ -172,7 +232,9 @@ fn the_gradient_of_an_unused_tensor_is_zero() {
     let loss = g.sum(x, 0);
     let grads = g.grad(loss, &[x, unused]).unwrap();
     let exe = Executable::new(&gpu(), &g, &grads).unwrap();
-    let got = exe.run(&[(x, &[1.0, 2.0, 3.0]), (unused, &[5.0, 6.0])]).unwrap();
+    let got = exe
+        .run(&[(x, &[1.0, 2.0, 3.0]), (unused, &[5.0, 6.0])])
+        .unwrap();
     assert_eq!(got[0], vec![1.0; 3]);
     assert_eq!(got[1], vec![0.0; 2]);
 }
@@ -191,6 +253,9 @@ fn mismatched_shapes_are_an_error_not_a_panic_in_try_apply() {
     let mut g = Graph::new();
     let a = g.input("a", &[3, 4]);
     let b = g.input("b", &[5, 6]);
-    let err = g.try_apply(byol_wgpu::ops::MatMul::default(), &[a, b]).unwrap_err().to_string();
+    let err = g
+        .try_apply(byol_wgpu::ops::MatMul::default(), &[a, b])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[3, 4]") && err.contains("[5, 6]"), "{err}");
 }

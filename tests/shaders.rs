@@ -7,9 +7,17 @@ use byol_wgpu::gpu::SHADERS;
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}.wgsl does not validate:\n{}", e.emit_to_string(source)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| {
+        panic!(
+            "{name}.wgsl does not validate:\n{}",
+            e.emit_to_string(source)
+        )
+    });
 }
 
 #[test]
@@ -29,14 +37,27 @@ fn every_shader_file_validates_and_is_registered() {
 }
 
 #[test]
+fn generated_matmul_kernels_validate() {
+    for sg in [4, 8, 16] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let source = byol_wgpu::ops::matmul_subgroup::source(sg, ta, tb);
+            validate(&format!("matmul_subgroup sg={sg} ta={ta} tb={tb}"), &source);
+        }
+    }
+}
+
+#[test]
 fn a_broken_shader_fails_validation() {
     let broken = "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }";
     let parsed = naga::front::wgsl::parse_str(broken);
     let rejected = match parsed {
         Err(_) => true,
-        Ok(module) => naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-            .validate(&module)
-            .is_err(),
+        Ok(module) => naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .is_err(),
     };
     assert!(rejected, "a type error must not pass the shader check");
 }

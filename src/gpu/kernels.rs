@@ -1,7 +1,7 @@
 //! The WGSL sources compiled into the binary, and the pipelines made from them, each once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One file under shaders/.
 pub struct ShaderSource {
@@ -39,17 +39,32 @@ pub fn shader_source(name: &str) -> Option<&'static ShaderSource> {
 /// Which entry point of which shader, with its pipeline-overridable constants.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelKey {
-    pub shader: &'static str,
+    pub shader: String,
     pub entry: &'static str,
     pub constants: Vec<(&'static str, f64)>,
+    /// WGSL generated at run time, for kernels that must be unrolled in source; `shader` names
+    /// it in the cache. Such code must clamp or guard every index (it is compiled unchecked).
+    pub generated: Option<Arc<str>>,
 }
 
 impl KernelKey {
+    /// An entry point of a file under shaders/.
     pub fn new(shader: &'static str, entry: &'static str) -> Self {
         Self {
-            shader,
+            shader: shader.to_string(),
             entry,
             constants: Vec::new(),
+            generated: None,
+        }
+    }
+
+    /// The `main` entry point of generated source, cached under `name`.
+    pub fn generated(name: String, source: impl FnOnce() -> String) -> Self {
+        Self {
+            shader: name,
+            entry: "main",
+            constants: Vec::new(),
+            generated: Some(source().into()),
         }
     }
 
@@ -70,7 +85,7 @@ impl KernelKey {
 /// Shader modules and compute pipelines, created on first use and kept for the device's life.
 #[derive(Default)]
 pub struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
 
@@ -80,7 +95,7 @@ impl PipelineCache {
         if let Some(p) = self.pipelines.lock().unwrap().get(&cache_key) {
             return p.clone();
         }
-        let module = self.module(device, key.shader);
+        let module = self.module(device, key);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&cache_key),
             layout: None,
@@ -99,26 +114,34 @@ impl PipelineCache {
         pipeline
     }
 
-    fn module(&self, device: &wgpu::Device, name: &'static str) -> wgpu::ShaderModule {
+    fn module(&self, device: &wgpu::Device, key: &KernelKey) -> wgpu::ShaderModule {
+        let name = key.shader.as_str();
         let mut modules = self.modules.lock().unwrap();
         if let Some(m) = modules.get(name) {
             return m.clone();
         }
-        let src = shader_source(name).unwrap_or_else(|| panic!("no shader named {name}"));
+        let (source, unchecked): (&str, bool) = match &key.generated {
+            Some(src) => (src, true),
+            None => {
+                let file = shader_source(name).unwrap_or_else(|| panic!("no shader named {name}"));
+                (file.source, file.unchecked)
+            }
+        };
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(src.source.into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         };
-        let module = if src.unchecked {
-            // SAFETY: `unchecked` is set only for shaders that guard or clamp every buffer
-            // index against sizes the host passes, and whose loops are bounded by those sizes.
+        let module = if unchecked {
+            // SAFETY: `unchecked` is set only for shaders (files or generated) that guard or
+            // clamp every buffer index against sizes the host passes, and whose loops are
+            // bounded by those sizes.
             unsafe {
                 device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
             }
         } else {
             device.create_shader_module(desc)
         };
-        modules.insert(name, module.clone());
+        modules.insert(name.to_string(), module.clone());
         module
     }
 }

@@ -21,6 +21,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
     pipelines: kernels::PipelineCache,
     allocated_bytes: AtomicU64,
 }
@@ -54,6 +55,7 @@ impl Gpu {
             reason: e.to_string(),
         })?;
         Ok(Arc::new(Gpu {
+            features: device.features(),
             adapter,
             device,
             queue,
@@ -73,6 +75,13 @@ impl Gpu {
     /// they favour register-blocked kernels without workgroup memory and barriers.
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The subgroup size when the device has subgroups of one fixed size.
+    pub fn fixed_subgroup_size(&self) -> Option<usize> {
+        let fixed = self.info.subgroup_min_size == self.info.subgroup_max_size;
+        (self.features.contains(wgpu::Features::SUBGROUP) && fixed)
+            .then_some(self.info.subgroup_min_size as usize)
     }
 
     /// Every byte this device's buffers were created with, for "nothing allocated per step".

@@ -29,7 +29,8 @@ pub fn grad(g: &mut Graph, loss: TensorId, wrt: &[TensorId]) -> Result<Vec<Tenso
     }
 
     let mut grads: Vec<Option<TensorId>> = vec![None; forward_len];
-    let seed = g.constant(&g.shape(loss).to_vec(), vec![1.0]);
+    let loss_shape = g.shape(loss).to_vec();
+    let seed = g.constant(&loss_shape, vec![1.0]);
     grads[loss.0] = Some(seed);
 
     for i in (0..forward_len).rev() {

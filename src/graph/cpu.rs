@@ -43,7 +43,12 @@ impl CpuRunner {
         let live = self.graph.live_nodes(&self.outputs);
         let mut values: Vec<Option<HostTensor>> = vec![None; self.graph.nodes.len()];
         for (t, value) in inputs {
-            assert_eq!(value.shape, self.graph.shape(*t), "shape of input '{}'", self.graph.node(*t).name);
+            assert_eq!(
+                value.shape,
+                self.graph.shape(*t),
+                "shape of input '{}'",
+                self.graph.node(*t).name
+            );
             values[t.0] = Some(value.clone());
         }
         for (i, node) in self.graph.nodes.iter().enumerate() {

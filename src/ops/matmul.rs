@@ -1,6 +1,6 @@
 //! C = op(A) op(B) for 2-D matrices, op the identity or the transpose: every form backward needs.
 
-use super::{HostTensor, Op, Params, TensorRef};
+use super::{matmul_subgroup, HostTensor, Op, Params, TensorRef};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
@@ -11,14 +11,17 @@ pub struct MatMul {
     pub trans_b: bool,
 }
 
-/// The two kernel variants (see the header of each shader).
+/// The kernel variants (see the header of each shader, and `matmul_subgroup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     /// Workgroup-memory tiles of 64x64: any shape; the choice for hardware GPUs.
     Tiled,
     /// Register blocks of 8x16 per invocation with vec4 loads: needs K and N (and M when A is
-    /// transposed) divisible by 4; the choice for software adapters.
+    /// transposed) divisible by 4; for software adapters without subgroups.
     Vec4,
+    /// 64-row tiles per subgroup sharing A through broadcasts, same alignment as `Vec4`: the
+    /// choice for software adapters with subgroups of a fixed size.
+    Subgroup,
 }
 
 impl MatmulKernel {
@@ -26,6 +29,17 @@ impl MatmulKernel {
         match self {
             MatmulKernel::Tiled => "tiled",
             MatmulKernel::Vec4 => "vec4",
+            MatmulKernel::Subgroup => "subgroup",
+        }
+    }
+
+    /// Whether the adapter can run this variant at all.
+    pub fn available(self, gpu: &Gpu) -> bool {
+        match self {
+            MatmulKernel::Tiled | MatmulKernel::Vec4 => true,
+            MatmulKernel::Subgroup => gpu
+                .fixed_subgroup_size()
+                .is_some_and(matmul_subgroup::supports_subgroup_size),
         }
     }
 
@@ -33,17 +47,24 @@ impl MatmulKernel {
     pub fn supports(self, m: usize, n: usize, k: usize, trans_a: bool) -> bool {
         match self {
             MatmulKernel::Tiled => true,
-            MatmulKernel::Vec4 => k % 4 == 0 && n % 4 == 0 && (!trans_a || m % 4 == 0),
+            MatmulKernel::Vec4 | MatmulKernel::Subgroup => {
+                k.is_multiple_of(4) && n.is_multiple_of(4) && (!trans_a || m.is_multiple_of(4))
+            }
         }
     }
 
     /// The variant for this adapter and these sizes.
     pub fn choose(gpu: &Gpu, m: usize, n: usize, k: usize, trans_a: bool) -> Self {
-        if gpu.is_cpu() && Self::Vec4.supports(m, n, k, trans_a) {
-            MatmulKernel::Vec4
+        let candidates: &[Self] = if gpu.is_cpu() {
+            &[Self::Subgroup, Self::Vec4]
         } else {
-            MatmulKernel::Tiled
-        }
+            &[]
+        };
+        candidates
+            .iter()
+            .copied()
+            .find(|v| v.available(gpu) && v.supports(m, n, k, trans_a))
+            .unwrap_or(Self::Tiled)
     }
 
     /// The launch of C[m, n] = op(A) op(B) with this variant.
@@ -60,13 +81,29 @@ impl MatmulKernel {
             self.supports(m, n, k, trans_a),
             "{self:?} cannot run {m}x{n}x{k}"
         );
-        let (shader, cols_per_group, rows_per_group) = match self {
-            MatmulKernel::Tiled => ("matmul_tiled", 64, 64),
-            MatmulKernel::Vec4 => ("matmul_vec4", 128, 64),
+        let file_kernel = |shader| {
+            KernelKey::new(shader, "main")
+                .with("TRANS_A", f64::from(u8::from(trans_a)))
+                .with("TRANS_B", f64::from(u8::from(trans_b)))
         };
-        let key = KernelKey::new(shader, "main")
-            .with("TRANS_A", f64::from(u8::from(trans_a)))
-            .with("TRANS_B", f64::from(u8::from(trans_b)));
+        let (key, cols_per_group, rows_per_group) = match self {
+            MatmulKernel::Tiled => (file_kernel("matmul_tiled"), 64, 64),
+            MatmulKernel::Vec4 => (file_kernel("matmul_vec4"), 128, 64),
+            MatmulKernel::Subgroup => {
+                let sg = gpu
+                    .fixed_subgroup_size()
+                    .expect("the subgroup kernel needs subgroups of a fixed size");
+                let name = format!(
+                    "matmul_subgroup_{sg}_{}{}",
+                    u8::from(trans_a),
+                    u8::from(trans_b)
+                );
+                let key =
+                    KernelKey::generated(name, || matmul_subgroup::source(sg, trans_a, trans_b));
+                let rows = matmul_subgroup::ROWS * matmul_subgroup::SUBGROUPS;
+                (key, matmul_subgroup::columns_per_workgroup(sg), rows)
+            }
+        };
         let params = Params::default().u(m).u(n).u(k).padded(4);
         let groups = [
             u32::try_from(n.div_ceil(cols_per_group)).expect("matrix too wide"),

@@ -6,6 +6,7 @@ mod bias_add;
 mod byol_loss;
 mod l2norm;
 pub mod matmul;
+pub mod matmul_subgroup;
 mod mul;
 mod reduce;
 mod relu;
