@@ -1,7 +1,7 @@
 // elementwise: one invocation per output element, for the pointwise ops and broadcasts.
 // Bindings: 0 params, 1 x, 2 y (binary ops only), 3 out (read-write: in-place updates read it).
 // Shapes are viewed as [outer, mid, inner] where a broadcast needs it; n is the element count
-// of `out`, scalar s is the op's constant.
+// of `out`, scalars s and t are the op's constants.
 // Dispatch: grid_1d(ceil(n / 256)); the linear workgroup index is wid.x + wid.y * num_workgroups.x.
 
 struct Params {
@@ -10,7 +10,7 @@ struct Params {
     inner: u32,
     _pad: u32,
     s: f32,
-    _pad1: f32,
+    t: f32,
     _pad2: f32,
     _pad3: f32,
 }
@@ -95,5 +95,14 @@ fn sgd_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let i = index(wid, nwg, lid);
     if (i < p.n) {
         out[i] = out[i] - p.s * x[i];
+    }
+}
+
+// out = s * out + t * x, in place: an exponential moving average (running statistics, target network).
+@compute @workgroup_size(256, 1, 1)
+fn ema_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = p.s * out[i] + p.t * x[i];
     }
 }

@@ -123,6 +123,25 @@ fn in_place_updates_change_parameters_and_only_parameters() {
 }
 
 #[test]
+fn ema_update_moves_a_parameter_towards_its_input() {
+    let mut g = Graph::new();
+    let w = g.param("w", &[2]);
+    let x = g.input("x", &[2]);
+    g.apply(
+        byol_wgpu::ops::EmaUpdate {
+            decay: 0.9,
+            scale: 2.0,
+        },
+        &[w, x],
+    );
+    let exe = Executable::new(&gpu(), &g, &[]).unwrap();
+    exe.write(w, &[1.0, -1.0]).unwrap();
+    exe.run(&[(x, &[10.0, 0.0])]).unwrap();
+    // 0.9 w + 0.1 * 2 x
+    assert_close("ema", &exe.read(w).unwrap(), &[2.9, -0.9], 1e-6, 1e-6);
+}
+
+#[test]
 fn writing_the_wrong_length_is_an_error() {
     let mut g = Graph::new();
     let x = g.input("x", &[4]);

@@ -7,7 +7,7 @@
 mod common;
 
 use byol_wgpu::graph::{CpuRunner, Executable, Graph, TensorId};
-use byol_wgpu::ops::{numel, HostTensor};
+use byol_wgpu::ops::{numel, BnApply, CenteredVar, ChannelSum, Conv2d, HostTensor, MaxPool2d};
 use common::{assert_close, gpu, random};
 
 type Build = fn(&mut Graph, &[TensorId]) -> TensorId;
@@ -123,6 +123,13 @@ fn check_finite_differences(c: &Case) {
     }
 }
 
+/// Batch norm with batch statistics; inputs (x, gamma, beta).
+fn batch_norm_train(g: &mut Graph, x: &[TensorId]) -> TensorId {
+    let mean = g.apply(ChannelSum::mean_of(g.shape(x[0])), &[x[0]]);
+    let var = g.apply(CenteredVar, &[x[0], mean]);
+    g.apply(BnApply { eps: 1e-5 }, &[x[0], mean, var, x[1], x[2]])
+}
+
 fn cases() -> Vec<Case> {
     vec![
         case("matmul", &[&[37, 53], &[53, 29]], |g, x| {
@@ -175,6 +182,76 @@ fn cases() -> Vec<Case> {
         }),
         case("byol_loss short rows", &[&[5, 3], &[5, 3]], |g, x| {
             g.byol_loss(x[0], x[1])
+        }),
+        case(
+            "conv2d 3x3 stride 1 pad 1",
+            &[&[2, 3, 7, 6], &[5, 3, 3, 3]],
+            |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
+        ),
+        case(
+            "conv2d 3x3 stride 2 pad 1",
+            &[&[2, 4, 9, 8], &[6, 4, 3, 3]],
+            |g, x| g.apply(Conv2d { stride: 2, pad: 1 }, &[x[0], x[1]]),
+        ),
+        case(
+            "conv2d 1x1 stride 2",
+            &[&[3, 5, 7, 7], &[4, 5, 1, 1]],
+            |g, x| g.apply(Conv2d { stride: 2, pad: 0 }, &[x[0], x[1]]),
+        ),
+        case(
+            "conv2d 7x7 stride 2 pad 3",
+            &[&[1, 3, 13, 11], &[4, 3, 7, 7]],
+            |g, x| g.apply(Conv2d { stride: 2, pad: 3 }, &[x[0], x[1]]),
+        ),
+        case(
+            "conv2d many channels",
+            &[&[2, 70, 5, 5], &[66, 70, 3, 3]],
+            |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
+        ),
+        case(
+            "batch norm, training, NCHW",
+            &[&[3, 4, 5, 6], &[4], &[4]],
+            |g, x| batch_norm_train(g, x),
+        ),
+        case(
+            "batch norm, training, NC",
+            &[&[7, 5], &[5], &[5]],
+            |g, x| batch_norm_train(g, x),
+        ),
+        case(
+            "batch norm, inference",
+            &[&[3, 4, 2, 3], &[4], &[4], &[4], &[4]],
+            |g, x| {
+                // A variance must be positive: use v^2 + 0.5.
+                let sq = g.mul(x[2], x[2]);
+                let half = g.constant(&[4], vec![0.5; 4]);
+                let var = g.add(sq, half);
+                g.apply(BnApply { eps: 1e-5 }, &[x[0], x[1], var, x[3], x[4]])
+            },
+        ),
+        case("max pool 3x3 stride 2 pad 1", &[&[2, 3, 9, 8]], |g, x| {
+            g.apply(
+                MaxPool2d {
+                    k: 3,
+                    stride: 2,
+                    pad: 1,
+                },
+                &[x[0]],
+            )
+        }),
+        case("max pool on a small image", &[&[1, 2, 3, 2]], |g, x| {
+            g.apply(
+                MaxPool2d {
+                    k: 3,
+                    stride: 2,
+                    pad: 1,
+                },
+                &[x[0]],
+            )
+        }),
+        case("global average pool", &[&[2, 3, 4, 5]], |g, x| {
+            let flat = g.reshape(x[0], &[2, 3, 20]);
+            g.mean(flat, 2)
         }),
         case("reshape", &[&[4, 6]], |g, x| {
             let r = g.reshape(x[0], &[3, 8]);

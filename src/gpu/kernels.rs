@@ -24,11 +24,13 @@ macro_rules! shader {
 }
 
 pub const SHADERS: &[ShaderSource] = &[
-    shader!("matmul_tiled", true),
+    shader!("gemm_tiled", true),
     shader!("matmul_vec4", true),
     shader!("elementwise", false),
     shader!("reduce", false),
     shader!("rownorm", false),
+    shader!("batchnorm", false),
+    shader!("pool", false),
     shader!("fma_peak", true),
 ];
 

@@ -87,7 +87,7 @@ impl MatmulKernel {
                 .with("TRANS_B", f64::from(u8::from(trans_b)))
         };
         let (key, cols_per_group, rows_per_group) = match self {
-            MatmulKernel::Tiled => (file_kernel("matmul_tiled"), 64, 64),
+            MatmulKernel::Tiled => (file_kernel("gemm_tiled"), 64, 64),
             MatmulKernel::Vec4 => (file_kernel("matmul_vec4"), 128, 64),
             MatmulKernel::Subgroup => {
                 let sg = gpu
@@ -104,7 +104,8 @@ impl MatmulKernel {
                 (key, matmul_subgroup::columns_per_workgroup(sg), rows)
             }
         };
-        let params = Params::default().u(m).u(n).u(k).padded(4);
+        let words = if self == MatmulKernel::Tiled { 16 } else { 4 };
+        let params = Params::default().u(m).u(n).u(k).padded(words);
         let groups = [
             u32::try_from(n.div_ceil(cols_per_group)).expect("matrix too wide"),
             u32::try_from(m.div_ceil(rows_per_group)).expect("matrix too tall"),

@@ -2,12 +2,16 @@
 //! reference and the dispatch of its WGSL kernels.
 
 mod add;
+mod batch_norm;
 mod bias_add;
 mod byol_loss;
+pub mod conv2d;
+mod ema;
 mod l2norm;
 pub mod matmul;
 pub mod matmul_subgroup;
 mod mul;
+mod pool;
 mod reduce;
 mod relu;
 mod scale;
@@ -15,11 +19,18 @@ mod sgd;
 mod view;
 
 pub use add::Add;
+pub use batch_norm::{
+    BnApply, BnScaleGrad, BnStat, BnStatGrad, CenteredVar, CenteredVarGrad, ChannelBroadcast,
+    ChannelDotNormalized, ChannelSum,
+};
 pub use bias_add::BiasAdd;
 pub use byol_loss::{ByolLoss, ByolLossGrad};
+pub use conv2d::{Conv2d, Conv2dGradInput, Conv2dGradWeight, ConvGeometry};
+pub use ema::EmaUpdate;
 pub use l2norm::{L2Normalize, L2NormalizeGrad};
 pub use matmul::{MatMul, MatmulKernel};
 pub use mul::Mul;
+pub use pool::{MaxPool2d, MaxPool2dGrad};
 pub use reduce::{BroadcastAxis, SumAxis};
 pub use relu::{Relu, ReluGrad};
 pub use scale::Scale;
@@ -132,7 +143,39 @@ impl Params {
     }
 }
 
-/// Launch of an `elementwise.wgsl` entry over `n` outputs.
+/// Workgroups for one invocation per element of `n`, 256 per workgroup.
+pub(crate) fn elementwise_grid(gpu: &Gpu, n: usize) -> [u32; 3] {
+    let groups =
+        u32::try_from(n.div_ceil(crate::gpu::WORKGROUP_1D as usize)).expect("too many elements");
+    crate::gpu::grid_1d(groups, gpu.limits.max_compute_workgroups_per_dimension)
+}
+
+/// Launch of an `elementwise.wgsl` entry over `n` outputs with constants s and t.
+pub(crate) fn elementwise_st(
+    gpu: &Gpu,
+    entry: &'static str,
+    n: usize,
+    (mid, inner, s, t): (usize, usize, f32, f32),
+    bindings: &[(u32, &wgpu::Buffer)],
+) -> Result<Vec<Dispatch>> {
+    let params = Params::default()
+        .u(n)
+        .u(mid)
+        .u(inner)
+        .u(0)
+        .f(s)
+        .f(t)
+        .padded(8);
+    let key = crate::gpu::KernelKey::new("elementwise", entry);
+    Ok(vec![gpu.dispatch(
+        &key,
+        &params,
+        bindings,
+        elementwise_grid(gpu, n),
+    )?])
+}
+
+/// Launch of an `elementwise.wgsl` entry over `n` outputs with one constant s.
 pub(crate) fn elementwise(
     gpu: &Gpu,
     entry: &'static str,
@@ -140,16 +183,7 @@ pub(crate) fn elementwise(
     (mid, inner, s): (usize, usize, f32),
     bindings: &[(u32, &wgpu::Buffer)],
 ) -> Result<Vec<Dispatch>> {
-    let params = Params::default().u(n).u(mid).u(inner).u(0).f(s).padded(8);
-    let groups =
-        u32::try_from(n.div_ceil(crate::gpu::WORKGROUP_1D as usize)).expect("too many elements");
-    let grid = crate::gpu::grid_1d(groups, gpu.limits.max_compute_workgroups_per_dimension);
-    Ok(vec![gpu.dispatch(
-        &crate::gpu::KernelKey::new("elementwise", entry),
-        &params,
-        bindings,
-        grid,
-    )?])
+    elementwise_st(gpu, entry, n, (mid, inner, s, 0.0), bindings)
 }
 
 /// Checks that every input has the first input's shape.

@@ -1,0 +1,178 @@
+// batchnorm: per-channel statistics and the batch-norm transform over x viewed as [N, C, S]
+// (S = H*W for images, 1 for [N, C] features); element (n, c, s) is at (n * C + c) * S + s.
+// M = N * S elements per channel.
+// Bindings: 0 params {batch, channels, spatial, eps, scale}, 1..5 inputs as each entry names them,
+// 6 out.
+// Reductions (channel_*): one workgroup of 256 per channel; dispatch grid_1d(C).
+// Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)).
+// The linear workgroup index is wid.x + wid.y * num_workgroups.x.
+
+struct Params {
+    batch: u32,
+    channels: u32,
+    spatial: u32,
+    _pad0: u32,
+    eps: f32,
+    scale: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(3) var<storage, read> in3: array<f32>;
+@group(0) @binding(4) var<storage, read> in4: array<f32>;
+@group(0) @binding(5) var<storage, read> in5: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+fn linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+fn element(c: u32, i: u32) -> u32 {
+    return ((i / p.spatial) * p.channels + c) * p.spatial + i % p.spatial;
+}
+
+fn channel_of(i: u32) -> u32 {
+    return (i / p.spatial) % p.channels;
+}
+
+fn inv_std(c: u32, var_: f32) -> f32 {
+    return inverseSqrt(var_ + p.eps);
+}
+
+// Sums partial[] over the workgroup into partial[0].
+fn reduce_partial(lid: u32) {
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+}
+
+// out[c] = scale * sum of in1 over the channel.
+@compute @workgroup_size(256, 1, 1)
+fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = linear(wid, nwg);
+    let m = p.batch * p.spatial;
+    var acc = 0.0;
+    if (c < p.channels) {
+        for (var i = lid.x; i < m; i += 256u) {
+            acc += in1[element(c, i)];
+        }
+    }
+    partial[lid.x] = acc;
+    reduce_partial(lid.x);
+    if (lid.x == 0u && c < p.channels) {
+        out[c] = p.scale * partial[0];
+    }
+}
+
+// out[c] = scale * sum of (in1 - in2[c])^2: the variance about the mean in2 when scale = 1/M.
+@compute @workgroup_size(256, 1, 1)
+fn channel_centered_square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = linear(wid, nwg);
+    let m = p.batch * p.spatial;
+    var acc = 0.0;
+    if (c < p.channels) {
+        let mean = in2[c];
+        for (var i = lid.x; i < m; i += 256u) {
+            let d = in1[element(c, i)] - mean;
+            acc += d * d;
+        }
+    }
+    partial[lid.x] = acc;
+    reduce_partial(lid.x);
+    if (lid.x == 0u && c < p.channels) {
+        out[c] = p.scale * partial[0];
+    }
+}
+
+// out[c] = sum of in1 * (in2 - in3[c]) / sqrt(in4[c] + eps): dy against the normalised x.
+@compute @workgroup_size(256, 1, 1)
+fn channel_dot_normalized(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = linear(wid, nwg);
+    let m = p.batch * p.spatial;
+    var acc = 0.0;
+    var istd = 0.0;
+    if (c < p.channels) {
+        let mean = in3[c];
+        istd = inv_std(c, in4[c]);
+        for (var i = lid.x; i < m; i += 256u) {
+            let e = element(c, i);
+            acc += in1[e] * (in2[e] - mean);
+        }
+    }
+    partial[lid.x] = acc;
+    reduce_partial(lid.x);
+    if (lid.x == 0u && c < p.channels) {
+        out[c] = partial[0] * istd;
+    }
+}
+
+fn pointwise_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return linear(wid, nwg) * 256u + lid.x;
+}
+
+// out = (in1 - in2[c]) / sqrt(in3[c] + eps) * in4[c] + in5[c]: x, mean, var, gamma, beta.
+@compute @workgroup_size(256, 1, 1)
+fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = pointwise_index(wid, nwg, lid);
+    if (i < p.batch * p.channels * p.spatial) {
+        let c = channel_of(i);
+        out[i] = (in1[i] - in2[c]) * inv_std(c, in3[c]) * in4[c] + in5[c];
+    }
+}
+
+// out = in1 * in3[c] / sqrt(in2[c] + eps): dy, var, gamma -> the direct part of dx.
+@compute @workgroup_size(256, 1, 1)
+fn bn_scale_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = pointwise_index(wid, nwg, lid);
+    if (i < p.batch * p.channels * p.spatial) {
+        let c = channel_of(i);
+        out[i] = in1[i] * in3[c] * inv_std(c, in2[c]);
+    }
+}
+
+// out = scale * in1[c]: a per-channel value spread over the channel's elements.
+@compute @workgroup_size(256, 1, 1)
+fn channel_broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = pointwise_index(wid, nwg, lid);
+    if (i < p.batch * p.channels * p.spatial) {
+        out[i] = p.scale * in1[channel_of(i)];
+    }
+}
+
+// out = 2 scale * in3[c] * (in1 - in2[c]): x, mean, dvar -> dx of the centred square sum.
+@compute @workgroup_size(256, 1, 1)
+fn centered_square_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = pointwise_index(wid, nwg, lid);
+    if (i < p.batch * p.channels * p.spatial) {
+        let c = channel_of(i);
+        out[i] = 2.0 * p.scale * in3[c] * (in1[i] - in2[c]);
+    }
+}
+
+// Per channel (spatial = batch = 1): in1 = sum(dy), in2 = gamma, in3 = var -> d mean = -gamma istd sum(dy).
+@compute @workgroup_size(256, 1, 1)
+fn bn_grad_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = pointwise_index(wid, nwg, lid);
+    if (c < p.channels) {
+        out[c] = -in2[c] * inv_std(c, in3[c]) * in1[c];
+    }
+}
+
+// Per channel: in1 = sum(dy * x_hat), in2 = gamma, in3 = var -> d var = -gamma istd^2 sum(dy x_hat) / 2.
+@compute @workgroup_size(256, 1, 1)
+fn bn_grad_var(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = pointwise_index(wid, nwg, lid);
+    if (c < p.channels) {
+        let istd = inv_std(c, in3[c]);
+        out[c] = -0.5 * in2[c] * istd * istd * in1[c];
+    }
+}

@@ -1,0 +1,353 @@
+//! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
+//! to the weight: three implicit GEMMs over one kernel family (`gemm_tiled.wgsl`), no im2col buffer.
+
+use super::{HostTensor, Op, Params, TensorRef};
+use crate::gpu::{Dispatch, Gpu, KernelKey};
+use crate::graph::{Graph, TensorId};
+use crate::Result;
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub ci: usize,
+    pub h: usize,
+    pub w: usize,
+    pub co: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeometry {
+    pub fn ho(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+
+    pub fn wo(&self) -> usize {
+        (self.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+
+    /// The geometry of x [N, Ci, H, W] convolved with w [Co, Ci, Kh, Kw].
+    fn of(
+        x: &[usize],
+        w: &[usize],
+        stride: usize,
+        pad: usize,
+    ) -> std::result::Result<Self, String> {
+        let (&[batch, ci, h, wd], &[co, wci, kh, kw]) = (x, w) else {
+            return Err(format!(
+                "conv2d needs [N, C, H, W] and [Co, Ci, Kh, Kw], got {x:?} and {w:?}"
+            ));
+        };
+        if wci != ci {
+            return Err(format!(
+                "conv2d: the input has {ci} channels, the weight expects {wci}"
+            ));
+        }
+        if h + 2 * pad < kh || wd + 2 * pad < kw || stride == 0 {
+            return Err(format!(
+                "conv2d: a {kh}x{kw} kernel with padding {pad} does not fit a {h}x{wd} image"
+            ));
+        }
+        Ok(Self {
+            batch,
+            ci,
+            h,
+            w: wd,
+            co,
+            kh,
+            kw,
+            stride,
+            pad,
+        })
+    }
+
+    pub fn output_shape(&self) -> Vec<usize> {
+        vec![self.batch, self.co, self.ho(), self.wo()]
+    }
+
+    /// Multiply-adds of the forward pass (each gradient costs the same).
+    pub fn macs(&self) -> usize {
+        self.batch * self.co * self.ho() * self.wo() * self.ci * self.kh * self.kw
+    }
+
+    /// (M, N, K) of the implicit GEMM for `pass`.
+    fn gemm(&self, pass: ConvPass) -> (usize, usize, usize) {
+        let taps = self.kh * self.kw;
+        match pass {
+            ConvPass::Forward => (self.co, self.batch * self.ho() * self.wo(), self.ci * taps),
+            ConvPass::GradInput => (self.ci, self.batch * self.h * self.w, self.co * taps),
+            ConvPass::GradWeight => (self.co, self.ci * taps, self.batch * self.ho() * self.wo()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvPass {
+    Forward,
+    GradInput,
+    GradWeight,
+}
+
+impl ConvPass {
+    fn mode(self) -> u32 {
+        match self {
+            ConvPass::Forward => 1,
+            ConvPass::GradInput => 2,
+            ConvPass::GradWeight => 3,
+        }
+    }
+}
+
+/// The launch of one pass: `a` and `b` as the pass reads them (see gemm_tiled.wgsl), `c` written.
+pub fn dispatch(
+    gpu: &Gpu,
+    pass: ConvPass,
+    g: &ConvGeometry,
+    (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+) -> Result<Dispatch> {
+    let (m, n, k) = g.gemm(pass);
+    let params = Params::default()
+        .u(m)
+        .u(n)
+        .u(k)
+        .u(g.batch)
+        .u(g.ci)
+        .u(g.h)
+        .u(g.w)
+        .u(g.co)
+        .u(g.ho())
+        .u(g.wo())
+        .u(g.kh)
+        .u(g.kw)
+        .u(g.stride)
+        .u(g.pad)
+        .padded(16);
+    let key = KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode()));
+    let groups = [
+        u32::try_from(n.div_ceil(64)).expect("convolution too large"),
+        u32::try_from(m.div_ceil(64)).expect("convolution too large"),
+        1,
+    ];
+    gpu.dispatch(&key, &params, &[(1, a), (2, b), (3, c)], groups)
+}
+
+/// The input pixel read by output (n, oy, ox) through tap (ky, kx), if inside the image.
+fn source_pixel(
+    g: &ConvGeometry,
+    oy: usize,
+    ox: usize,
+    ky: usize,
+    kx: usize,
+) -> Option<(usize, usize)> {
+    let y = (oy * g.stride + ky).checked_sub(g.pad)?;
+    let x = (ox * g.stride + kx).checked_sub(g.pad)?;
+    (y < g.h && x < g.w).then_some((y, x))
+}
+
+/// Calls `f(x index, w index, y index)` for every multiply-add of the convolution.
+fn for_each_mac(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
+    let (ho, wo) = (g.ho(), g.wo());
+    for n in 0..g.batch {
+        for co in 0..g.co {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let yi = ((n * g.co + co) * ho + oy) * wo + ox;
+                    for ci in 0..g.ci {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some((y, x)) = source_pixel(g, oy, ox, ky, kx) {
+                                    let xi = ((n * g.ci + ci) * g.h + y) * g.w + x;
+                                    let wi = ((co * g.ci + ci) * g.kh + ky) * g.kw + kx;
+                                    f(xi, wi, yi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y = conv2d(x, w); inputs (x [N, Ci, H, W], w [Co, Ci, Kh, Kw]).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2d {
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Op for Conv2d {
+    fn name(&self) -> String {
+        format!("conv2d(stride={}, pad={})", self.stride, self.pad)
+    }
+
+    fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
+        Ok(ConvGeometry::of(x[0], x[1], self.stride, self.pad)?.output_shape())
+    }
+
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[TensorId],
+        _: TensorId,
+        dy: TensorId,
+        needs: &[bool],
+    ) -> Vec<Option<TensorId>> {
+        let geometry = ConvGeometry::of(g.shape(x[0]), g.shape(x[1]), self.stride, self.pad)
+            .expect("checked shapes");
+        vec![
+            needs[0].then(|| g.apply(Conv2dGradInput { geometry }, &[dy, x[1]])),
+            needs[1].then(|| g.apply(Conv2dGradWeight { geometry }, &[x[0], dy])),
+        ]
+    }
+
+    fn reference(&self, x: &[&HostTensor]) -> HostTensor {
+        let g = ConvGeometry::of(&x[0].shape, &x[1].shape, self.stride, self.pad)
+            .expect("checked shapes");
+        let shape = g.output_shape();
+        let mut out = vec![0.0; shape.iter().product()];
+        for_each_mac(&g, |xi, wi, yi| out[yi] += x[0].data[xi] * x[1].data[wi]);
+        HostTensor::new(&shape, out)
+    }
+
+    fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
+        let g = ConvGeometry::of(x[0].shape, x[1].shape, self.stride, self.pad)
+            .expect("checked shapes");
+        Ok(vec![dispatch(
+            gpu,
+            ConvPass::Forward,
+            &g,
+            (x[1].buffer, x[0].buffer, y.buffer),
+        )?])
+    }
+}
+
+/// dx of a convolution; inputs (dy, w).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dGradInput {
+    pub geometry: ConvGeometry,
+}
+
+impl Op for Conv2dGradInput {
+    fn name(&self) -> String {
+        "conv2d_grad_input".into()
+    }
+
+    fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
+        let g = &self.geometry;
+        if x[0] != g.output_shape() || x[1] != [g.co, g.ci, g.kh, g.kw] {
+            return Err(format!(
+                "conv2d_grad_input: shapes {x:?} do not match {g:?}"
+            ));
+        }
+        Ok(vec![g.batch, g.ci, g.h, g.w])
+    }
+
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[TensorId],
+        _: TensorId,
+        dz: TensorId,
+        needs: &[bool],
+    ) -> Vec<Option<TensorId>> {
+        // dx is linear in both dy and w: its adjoints are a convolution and a weight gradient.
+        let conv = Conv2d {
+            stride: self.geometry.stride,
+            pad: self.geometry.pad,
+        };
+        vec![
+            needs[0].then(|| g.apply(conv, &[dz, x[1]])),
+            needs[1].then(|| {
+                g.apply(
+                    Conv2dGradWeight {
+                        geometry: self.geometry,
+                    },
+                    &[dz, x[0]],
+                )
+            }),
+        ]
+    }
+
+    fn reference(&self, x: &[&HostTensor]) -> HostTensor {
+        let g = &self.geometry;
+        let mut out = vec![0.0; g.batch * g.ci * g.h * g.w];
+        for_each_mac(g, |xi, wi, yi| out[xi] += x[1].data[wi] * x[0].data[yi]);
+        HostTensor::new(&[g.batch, g.ci, g.h, g.w], out)
+    }
+
+    fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
+        Ok(vec![dispatch(
+            gpu,
+            ConvPass::GradInput,
+            &self.geometry,
+            (x[1].buffer, x[0].buffer, y.buffer),
+        )?])
+    }
+}
+
+/// dw of a convolution; inputs (x, dy).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dGradWeight {
+    pub geometry: ConvGeometry,
+}
+
+impl Op for Conv2dGradWeight {
+    fn name(&self) -> String {
+        "conv2d_grad_weight".into()
+    }
+
+    fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
+        let g = &self.geometry;
+        if x[0] != [g.batch, g.ci, g.h, g.w] || x[1] != g.output_shape() {
+            return Err(format!(
+                "conv2d_grad_weight: shapes {x:?} do not match {g:?}"
+            ));
+        }
+        Ok(vec![g.co, g.ci, g.kh, g.kw])
+    }
+
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[TensorId],
+        _: TensorId,
+        dz: TensorId,
+        needs: &[bool],
+    ) -> Vec<Option<TensorId>> {
+        let conv = Conv2d {
+            stride: self.geometry.stride,
+            pad: self.geometry.pad,
+        };
+        vec![
+            needs[0].then(|| {
+                g.apply(
+                    Conv2dGradInput {
+                        geometry: self.geometry,
+                    },
+                    &[x[1], dz],
+                )
+            }),
+            needs[1].then(|| g.apply(conv, &[x[0], dz])),
+        ]
+    }
+
+    fn reference(&self, x: &[&HostTensor]) -> HostTensor {
+        let g = &self.geometry;
+        let mut out = vec![0.0; g.co * g.ci * g.kh * g.kw];
+        for_each_mac(g, |xi, wi, yi| out[wi] += x[0].data[xi] * x[1].data[yi]);
+        HostTensor::new(&[g.co, g.ci, g.kh, g.kw], out)
+    }
+
+    fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
+        Ok(vec![dispatch(
+            gpu,
+            ConvPass::GradWeight,
+            &self.geometry,
+            (x[1].buffer, x[0].buffer, y.buffer),
+        )?])
+    }
+}
