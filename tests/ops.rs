@@ -211,12 +211,12 @@ fn cases() -> Vec<Case> {
         case(
             "batch norm, training, NCHW",
             &[&[3, 4, 5, 6], &[4], &[4]],
-            |g, x| batch_norm_train(g, x),
+            batch_norm_train,
         ),
         case(
             "batch norm, training, NC",
             &[&[7, 5], &[5], &[5]],
-            |g, x| batch_norm_train(g, x),
+            batch_norm_train,
         ),
         case(
             "batch norm, inference",
