@@ -7,6 +7,7 @@ pub mod demo;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod nn;
 pub mod ops;
 
 pub use error::{Error, Result};
