@@ -3,8 +3,10 @@
 //! knows what is above it.
 
 pub mod bench;
+pub mod data;
 pub mod demo;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 pub mod graph;
 pub mod nn;

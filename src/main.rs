@@ -1,5 +1,6 @@
 //! The `byol` command line: parses, then calls the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,21 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Representations of images with a trained encoder, in inference mode
+    Embed {
+        /// Encoder weights: safetensors with torchvision names (optionally under encoder. or online.encoder.)
+        #[arg(long)]
+        weights: PathBuf,
+        /// Images as float32 [N, C, H, W], already normalised
+        #[arg(long)]
+        npy: PathBuf,
+        /// Where to write the float32 [N, D] representations
+        #[arg(long)]
+        out: PathBuf,
+        /// Images per GPU batch
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
     /// Kernel microbenchmarks
     Bench {
         #[command(subcommand)]
@@ -86,6 +102,17 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
     match command {
         Command::Info => info(choice),
         Command::Demo { steps, seed } => demo(&Gpu::new(choice)?, steps, seed),
+        Command::Embed {
+            weights,
+            npy,
+            out,
+            batch,
+        } => {
+            let (n, d) =
+                byol_wgpu::eval::embed_npy(&Gpu::new(choice)?, &weights, &npy, &out, batch)?;
+            println!("wrote {n} x {d} representations to {}", out.display());
+            Ok(())
+        }
         Command::Bench {
             what: BenchCommand::Matmul { json, max_size },
         } => {

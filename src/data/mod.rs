@@ -1,0 +1,3 @@
+//! Data on disk: NumPy arrays (datasets, loaders and augmentations follow).
+
+pub mod npy;

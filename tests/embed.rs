@@ -1,0 +1,117 @@
+//! `byol embed`: PyTorch's inference output reproduced from files, and the bad inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use byol_wgpu::data::npy;
+use byol_wgpu::nn::load_safetensors;
+use common::assert_close;
+
+fn fixture_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/resnet_forward.safetensors")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("byol-embed-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn embed(weights: &Path, images: &Path, out: &Path, batch: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_byol"))
+        .args(["embed", "--weights"])
+        .arg(weights)
+        .arg("--npy")
+        .arg(images)
+        .arg("--out")
+        .arg(out)
+        .args(["--batch", batch])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn embed_reproduces_pytorch_inference_in_uneven_batches() {
+    let dir = scratch("fixture");
+    let w = load_safetensors(&fixture_path()).unwrap();
+    let (shape, data) = w.require("input").unwrap();
+    npy::write(&dir.join("x.npy"), shape, data).unwrap();
+    // 4 images in batches of 3: the second batch is padded.
+    let out = embed(&fixture_path(), &dir.join("x.npy"), &dir.join("y.npy"), "3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (y_shape, y) = npy::read(&dir.join("y.npy")).unwrap();
+    assert_eq!(y_shape, w.shape("output_eval").unwrap());
+    let want: Vec<f64> = w
+        .data("output_eval")
+        .unwrap()
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    assert_close("embed", &y, &want, 1e-4, 1e-3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn npy_round_trips() {
+    let dir = scratch("npy");
+    let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+    for shape in [vec![24], vec![2, 3, 4], vec![1, 2, 3, 2, 2]] {
+        npy::write(&dir.join("a.npy"), &shape, &data).unwrap();
+        assert_eq!(
+            npy::read(&dir.join("a.npy")).unwrap(),
+            (shape, data.clone())
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line() {
+    let dir = scratch("bad");
+    let images = dir.join("x.npy");
+    npy::write(&images, &[2, 1, 8, 8], &[0.0; 128]).unwrap();
+    let cases: Vec<(PathBuf, PathBuf, &str)> = vec![
+        (
+            dir.join("missing.safetensors"),
+            images.clone(),
+            "missing.safetensors",
+        ),
+        (fixture_path(), dir.join("missing.npy"), "missing.npy"),
+        (
+            fixture_path(),
+            images.clone(),
+            "1 channels, the encoder takes 3",
+        ),
+    ];
+    std::fs::write(dir.join("garbage.npy"), b"not an array").unwrap();
+    std::fs::write(dir.join("garbage.safetensors"), b"not tensors").unwrap();
+    let more = vec![
+        (
+            fixture_path(),
+            dir.join("garbage.npy"),
+            "not a float32 .npy array",
+        ),
+        (
+            dir.join("garbage.safetensors"),
+            images.clone(),
+            "not a safetensors file",
+        ),
+    ];
+    for (weights, x, needle) in cases.into_iter().chain(more) {
+        let out = embed(&weights, &x, &dir.join("y.npy"), "8");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(needle) && err.trim().lines().count() == 1,
+            "expected one line with '{needle}', got: {err}"
+        );
+        assert!(!dir.join("y.npy").exists(), "no output on failure");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
