@@ -4,11 +4,15 @@
 //! repeated; the figure is the median sample. Submission overhead is amortised by sizing each
 //! sample to about a quarter of a second.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::gpu::{Dispatch, Gpu, KernelKey};
+use crate::graph::{Executable, Graph};
+use crate::nn::{Layers, Mode, ParamRole, ResNetConfig, Stem};
+use crate::ops::conv2d::{self, ConvGeometry, ConvPass};
 use crate::ops::{MatmulKernel, Params};
 use crate::Result;
 
@@ -183,6 +187,183 @@ impl MatmulReport {
                 100.0 * r.gflops / self.peak_gflops
             ));
         }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvResult {
+    pub layer: String,
+    pub geometry: String,
+    pub forward_gflops: f64,
+    pub grad_input_gflops: f64,
+    pub grad_weight_gflops: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvReport {
+    pub adapter: String,
+    pub backend: String,
+    pub matmul_1024_gflops: f64,
+    pub layers: Vec<ConvResult>,
+    pub resnet18_forward_images_per_s: f64,
+    pub resnet18_train_images_per_s: f64,
+}
+
+/// The distinct convolutions of a small-stem ResNet-18 on 32x32 images, with a layer that has each.
+pub fn resnet18_small_convs(batch: usize) -> Vec<(String, ConvGeometry)> {
+    let conv = |ci, h, co, k, stride, pad| ConvGeometry {
+        batch,
+        ci,
+        h,
+        w: h,
+        co,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+    };
+    vec![
+        ("conv1".into(), conv(3, 32, 64, 3, 1, 1)),
+        ("layer1.*.conv*".into(), conv(64, 32, 64, 3, 1, 1)),
+        ("layer2.0.conv1".into(), conv(64, 32, 128, 3, 2, 1)),
+        ("layer2.*.conv2".into(), conv(128, 16, 128, 3, 1, 1)),
+        ("layer2.0.downsample".into(), conv(64, 32, 128, 1, 2, 0)),
+        ("layer3.0.conv1".into(), conv(128, 16, 256, 3, 2, 1)),
+        ("layer3.*.conv2".into(), conv(256, 8, 256, 3, 1, 1)),
+        ("layer3.0.downsample".into(), conv(128, 16, 256, 1, 2, 0)),
+        ("layer4.0.conv1".into(), conv(256, 8, 512, 3, 2, 1)),
+        ("layer4.*.conv2".into(), conv(512, 4, 512, 3, 1, 1)),
+        ("layer4.0.downsample".into(), conv(256, 8, 512, 1, 2, 0)),
+    ]
+}
+
+/// GFLOP/s of the three passes of one convolution.
+pub fn bench_conv(gpu: &Gpu, g: &ConvGeometry) -> Result<[f64; 3]> {
+    let x = gpu.storage_buffer("bench x", (g.batch * g.ci * g.h * g.w * 4) as u64)?;
+    let w = gpu.storage_buffer("bench w", (g.co * g.ci * g.kh * g.kw * 4) as u64)?;
+    let y = gpu.storage_buffer(
+        "bench y",
+        (g.output_shape().iter().product::<usize>() * 4) as u64,
+    )?;
+    gpu.write_f32(&x, &filler(g.batch * g.ci * g.h * g.w, 1));
+    gpu.write_f32(&w, &filler(g.co * g.ci * g.kh * g.kw, 2));
+    gpu.write_f32(&y, &filler(g.output_shape().iter().product(), 3));
+    let flops = 2.0 * g.macs() as f64;
+    let passes = [
+        conv2d::dispatch(gpu, ConvPass::Forward, g, (&w, &x, &y))?,
+        conv2d::dispatch(gpu, ConvPass::GradInput, g, (&w, &y, &x))?,
+        conv2d::dispatch(gpu, ConvPass::GradWeight, g, (&y, &x, &w))?,
+    ];
+    let mut out = [0.0; 3];
+    for (o, d) in out.iter_mut().zip(&passes) {
+        *o = flops / time_dispatch(gpu, d)? / 1e9;
+    }
+    Ok(out)
+}
+
+/// Images per second of a small-stem ResNet-18 at 32x32: inference, and a training pass
+/// (forward in training mode and the gradients of every parameter).
+pub fn resnet18_images_per_s(gpu: &Arc<Gpu>, batch: usize) -> Result<(f64, f64)> {
+    let config = ResNetConfig::of_depth(18, 1, 3, Stem::Small)?;
+    let mut rates = [0.0; 2];
+    for (rate, mode) in rates.iter_mut().zip([Mode::Eval, Mode::Train]) {
+        let mut g = Graph::new();
+        let x = g.input("x", &[batch, 3, 32, 32]);
+        let mut layers = Layers::new(&mut g, mode, "");
+        let y = config.build(&mut layers, x);
+        let params = layers.params;
+        let outputs = if mode == Mode::Train {
+            let flat = g.reshape(y, &[batch * config.out_dim()]);
+            let loss = g.sum(flat, 0);
+            let wrt: Vec<_> = params
+                .iter()
+                .filter(|p| p.role != ParamRole::RunningStat)
+                .map(|p| p.id)
+                .collect();
+            // Read every gradient back, or the backward pass is dead code and never runs.
+            let mut outputs = g.grad(loss, &wrt)?;
+            outputs.push(loss);
+            outputs
+        } else {
+            vec![y]
+        };
+        let exe = Executable::new(gpu, &g, &outputs)?;
+        for p in &params {
+            let n = p.shape.iter().product();
+            let value = if p.name.ends_with("running_var")
+                || (p.role == ParamRole::Bias && p.name.ends_with("weight"))
+            {
+                vec![1.0; n]
+            } else {
+                filler(n, 4).iter().map(|v| v * 0.1).collect()
+            };
+            exe.write(p.id, &value)?;
+        }
+        let images = filler(batch * 3 * 32 * 32, 5);
+        exe.run(&[(x, &images)])?;
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            exe.run(&[(x, &images)])?;
+            samples.push(t.elapsed().as_secs_f64());
+        }
+        *rate = batch as f64 / median(&mut samples);
+    }
+    Ok((rates[0], rates[1]))
+}
+
+/// The whole `byol bench conv` report.
+pub fn conv_report(
+    gpu: &Arc<Gpu>,
+    batch: usize,
+    mut progress: impl FnMut(&ConvResult),
+) -> Result<ConvReport> {
+    let kernel = MatmulKernel::choose(gpu, 1024, 1024, 1024, false);
+    let matmul_1024_gflops = bench_matmul(gpu, kernel, (1024, 1024, 1024), false, false)?.gflops;
+    let mut layers = Vec::new();
+    for (layer, g) in resnet18_small_convs(batch) {
+        let [f, gi, gw] = bench_conv(gpu, &g)?;
+        let r = ConvResult {
+            layer,
+            geometry: format!(
+                "{}x{}x{}x{} -> {} ch, {}x{} stride {}",
+                g.batch, g.ci, g.h, g.w, g.co, g.kh, g.kw, g.stride
+            ),
+            forward_gflops: f,
+            grad_input_gflops: gi,
+            grad_weight_gflops: gw,
+        };
+        progress(&r);
+        layers.push(r);
+    }
+    let (fwd, train) = resnet18_images_per_s(gpu, batch)?;
+    Ok(ConvReport {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        matmul_1024_gflops,
+        layers,
+        resnet18_forward_images_per_s: fwd,
+        resnet18_train_images_per_s: train,
+    })
+}
+
+impl ConvReport {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "adapter: {} ({})\nmatmul 1024^3: {:.1} GFLOP/s\n\n| layer | shape | forward GFLOP/s | grad input GFLOP/s | grad weight GFLOP/s |\n|---|---|---:|---:|---:|\n",
+            self.adapter, self.backend, self.matmul_1024_gflops
+        );
+        for r in &self.layers {
+            s.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} |\n",
+                r.layer, r.geometry, r.forward_gflops, r.grad_input_gflops, r.grad_weight_gflops
+            ));
+        }
+        s.push_str(&format!(
+            "\nResNet-18 (small stem, 32x32): inference {:.1} images/s, training pass (forward + backward) {:.1} images/s\n",
+            self.resnet18_forward_images_per_s, self.resnet18_train_images_per_s
+        ));
         s
     }
 }

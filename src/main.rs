@@ -69,6 +69,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Convolution GFLOP/s (forward and both gradients) for every layer shape of a small-stem
+    /// ResNet-18 at 32x32, beside the matmul figure, and ResNet-18 images/s
+    Conv {
+        /// Print one JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
     /// Matmul GFLOP/s for square and BYOL-head shapes beside the adapter's FMA peak
     Matmul {
         /// Print one JSON object instead of a table
@@ -113,15 +122,30 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
             println!("wrote {n} x {d} representations to {}", out.display());
             Ok(())
         }
-        Command::Bench {
-            what: BenchCommand::Matmul { json, max_size },
-        } => {
-            let gpu = Gpu::new(choice)?;
+        Command::Bench { what } => bench(what, &Gpu::new(choice)?),
+    }
+}
+
+/// Prints a report as a table, or as one JSON object.
+fn print_report<R: serde::Serialize>(report: &R, json: bool, table: impl Fn(&R) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("reports serialise")
+        );
+    } else {
+        println!("{}", table(report));
+    }
+}
+
+fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()> {
+    match what {
+        BenchCommand::Matmul { json, max_size } => {
             let shapes: Vec<_> = bench::matmul_shapes()
                 .into_iter()
                 .filter(|&(m, n, k)| max_size.is_none_or(|s| m.max(n).max(k) <= s))
                 .collect();
-            let report = bench::matmul_report(&gpu, &shapes, |r| {
+            let report = bench::matmul_report(gpu, &shapes, |r| {
                 if !json {
                     eprintln!(
                         "  {} {}x{}x{}: {:.1} GFLOP/s",
@@ -129,17 +153,21 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
                     );
                 }
             })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("report serialises")
-                );
-            } else {
-                println!("{}", report.table());
-            }
-            Ok(())
+            print_report(&report, json, bench::MatmulReport::table);
+        }
+        BenchCommand::Conv { json, batch } => {
+            let report = bench::conv_report(gpu, batch, |r| {
+                if !json {
+                    eprintln!(
+                        "  {}: {:.1} / {:.1} / {:.1} GFLOP/s",
+                        r.layer, r.forward_gflops, r.grad_input_gflops, r.grad_weight_gflops
+                    );
+                }
+            })?;
+            print_report(&report, json, bench::ConvReport::table);
         }
     }
+    Ok(())
 }
 
 fn info(choice: &AdapterChoice) -> byol_wgpu::Result<()> {

@@ -115,3 +115,76 @@ fn bad_inputs_fail_with_one_clear_line() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn local_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Encoders of other shapes (tests/fixtures/make_embed_fixtures.py): non-square odd images,
+/// bottleneck blocks, one input channel, both stems.
+#[test]
+fn embed_reproduces_pytorch_on_other_architectures() {
+    for name in [
+        "embed_imagenet_basic_odd",
+        "embed_small_bottleneck_gray",
+        "embed_imagenet_bottleneck",
+    ] {
+        let dir = scratch(name);
+        let path = local_fixture(&format!("{name}.safetensors"));
+        let w = load_safetensors(&path).unwrap();
+        let config = byol_wgpu::nn::ResNetConfig::infer(&w, "encoder.").unwrap();
+        assert_eq!(
+            serde_json::to_value(config.block).unwrap(),
+            w.metadata["block"].as_str(),
+            "{name}"
+        );
+        assert_eq!(
+            serde_json::to_value(config.stem).unwrap(),
+            w.metadata["stem"].as_str(),
+            "{name}"
+        );
+        let (shape, data) = w.require("input").unwrap();
+        npy::write(&dir.join("x.npy"), shape, data).unwrap();
+        let out = embed(&path, &dir.join("x.npy"), &dir.join("y.npy"), "2");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_, y) = npy::read(&dir.join("y.npy")).unwrap();
+        let want: Vec<f64> = w
+            .data("output_eval")
+            .unwrap()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        assert_close(name, &y, &want, 1e-4, 1e-3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Every key and shape of torchvision.models.resnet18() is what our ResNet-18 reads.
+#[test]
+fn torchvision_resnet18_keys_are_read_as_resnet18() {
+    let text = std::fs::read_to_string(local_fixture("torchvision_resnet18_keys.json")).unwrap();
+    let keys: std::collections::BTreeMap<String, Vec<usize>> = serde_json::from_str(&text).unwrap();
+    let mut w = byol_wgpu::nn::Weights::default();
+    for (name, shape) in &keys {
+        w.insert(name, shape, vec![0.0; shape.iter().product()]);
+    }
+    let config = byol_wgpu::nn::ResNetConfig::infer(&w, "").unwrap();
+    let expected =
+        byol_wgpu::nn::ResNetConfig::of_depth(18, 1, 3, byol_wgpu::nn::Stem::Imagenet).unwrap();
+    assert_eq!(config, expected);
+    let ours: Vec<(String, Vec<usize>)> = expected.param_shapes();
+    let theirs: Vec<(&String, &Vec<usize>)> = keys
+        .iter()
+        .filter(|(k, _)| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"))
+        .collect();
+    assert_eq!(ours.len(), theirs.len());
+    for (name, shape) in &ours {
+        assert_eq!(keys.get(name), Some(shape), "{name}");
+    }
+}

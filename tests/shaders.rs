@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 
 use byol_wgpu::gpu::SHADERS;
+use byol_wgpu::ops::conv2d::ConvPass;
+use byol_wgpu::ops::gemm_subgroup::{self, GemmKind};
 
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -40,8 +42,21 @@ fn every_shader_file_validates_and_is_registered() {
 fn generated_matmul_kernels_validate() {
     for sg in [4, 8, 16] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let source = byol_wgpu::ops::matmul_subgroup::source(sg, ta, tb);
-            validate(&format!("matmul_subgroup sg={sg} ta={ta} tb={tb}"), &source);
+            let kind = GemmKind::Matmul {
+                trans_a: ta,
+                trans_b: tb,
+            };
+            validate(&kind.cache_name(sg), &gemm_subgroup::source(sg, kind));
+        }
+    }
+}
+
+#[test]
+fn generated_convolution_kernels_validate() {
+    for pass in [ConvPass::Forward, ConvPass::GradInput, ConvPass::GradWeight] {
+        for stride in [1, 2] {
+            let kind = GemmKind::Conv(pass, stride);
+            validate(&kind.cache_name(8), &gemm_subgroup::source(8, kind));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
 //! to the weight: three implicit GEMMs over one kernel family (`gemm_tiled.wgsl`), no im2col buffer.
 
-use super::{HostTensor, Op, Params, TensorRef};
+use super::gemm_subgroup::{self, GemmKind};
+use super::{HostTensor, MatmulKernel, Op, Params, TensorRef};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
@@ -102,6 +103,7 @@ impl ConvPass {
 }
 
 /// The launch of one pass: `a` and `b` as the pass reads them (see gemm_tiled.wgsl), `c` written.
+/// Software adapters with subgroups get the generated subgroup GEMM, others the tiled one.
 pub fn dispatch(
     gpu: &Gpu,
     pass: ConvPass,
@@ -109,6 +111,27 @@ pub fn dispatch(
     (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Dispatch> {
     let (m, n, k) = g.gemm(pass);
+    let subgroup = MatmulKernel::Subgroup.available(gpu) && gpu.is_cpu();
+    let (key, cols, rows) = if subgroup {
+        let sg = gpu.fixed_subgroup_size().expect("checked by available()");
+        let stride = if pass == ConvPass::GradInput {
+            g.stride
+        } else {
+            0
+        };
+        let key = gemm_subgroup::key(sg, GemmKind::Conv(pass, stride));
+        (
+            key,
+            gemm_subgroup::columns_per_workgroup(sg),
+            gemm_subgroup::ROWS * gemm_subgroup::SUBGROUPS,
+        )
+    } else {
+        (
+            KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode())),
+            64,
+            64,
+        )
+    };
     let params = Params::default()
         .u(m)
         .u(n)
@@ -125,10 +148,9 @@ pub fn dispatch(
         .u(g.stride)
         .u(g.pad)
         .padded(16);
-    let key = KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode()));
     let groups = [
-        u32::try_from(n.div_ceil(64)).expect("convolution too large"),
-        u32::try_from(m.div_ceil(64)).expect("convolution too large"),
+        u32::try_from(n.div_ceil(cols)).expect("convolution too large"),
+        u32::try_from(m.div_ceil(rows)).expect("convolution too large"),
         1,
     ];
     gpu.dispatch(&key, &params, &[(1, a), (2, b), (3, c)], groups)

@@ -1,6 +1,7 @@
 //! C = op(A) op(B) for 2-D matrices, op the identity or the transpose: every form backward needs.
 
-use super::{matmul_subgroup, HostTensor, Op, Params, TensorRef};
+use super::gemm_subgroup::{self, GemmKind};
+use super::{HostTensor, Op, Params, TensorRef};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
@@ -39,7 +40,7 @@ impl MatmulKernel {
             MatmulKernel::Tiled | MatmulKernel::Vec4 => true,
             MatmulKernel::Subgroup => gpu
                 .fixed_subgroup_size()
-                .is_some_and(matmul_subgroup::supports_subgroup_size),
+                .is_some_and(gemm_subgroup::supports_subgroup_size),
         }
     }
 
@@ -93,15 +94,11 @@ impl MatmulKernel {
                 let sg = gpu
                     .fixed_subgroup_size()
                     .expect("the subgroup kernel needs subgroups of a fixed size");
-                let name = format!(
-                    "matmul_subgroup_{sg}_{}{}",
-                    u8::from(trans_a),
-                    u8::from(trans_b)
-                );
-                let key =
-                    KernelKey::generated(name, || matmul_subgroup::source(sg, trans_a, trans_b));
-                let rows = matmul_subgroup::ROWS * matmul_subgroup::SUBGROUPS;
-                (key, matmul_subgroup::columns_per_workgroup(sg), rows)
+                (
+                    gemm_subgroup::key(sg, GemmKind::Matmul { trans_a, trans_b }),
+                    gemm_subgroup::columns_per_workgroup(sg),
+                    gemm_subgroup::ROWS * gemm_subgroup::SUBGROUPS,
+                )
             }
         };
         let words = if self == MatmulKernel::Tiled { 16 } else { 4 };

@@ -1,0 +1,358 @@
+//! The GEMM variant for software adapters with subgroups (lavapipe), generated as WGSL: matmul
+//! in every transposition and the three passes of a convolution as implicit GEMMs.
+//!
+//! On llvmpipe every storage-buffer load runs as a scalar loop over the SIMD lanes with a bounds
+//! check per element, so loads, not FMAs, bound a GEMM; loads by inactive lanes are skipped and
+//! subgroup broadcasts are register shuffles. So each subgroup computes a 64-row tile of C in
+//! which every lane loads 64 / SG rows of A and broadcasts them to the others, while keeping its
+//! own 16 columns of B: per step of 4 along K a lane loads 64 / SG + 16 groups of 4 values for
+//! 1024 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll loops of
+//! this size, so the source is generated unrolled. Convolution geometry is baked in as
+//! constants, so its index arithmetic folds into multiplies and shifts.
+//!
+//! Bindings: 0 params {m, n, k}, 1 a, 2 b, 3 c (written). Matmul binds vec4 arrays (row-major;
+//! A [M,K] or [K,M] transposed, B [K,N] or [N,K]) and needs K % 4 == 0, N % 4 == 0, and M % 4 == 0
+//! when A is transposed; convolutions bind f32 arrays and take any shape. Dispatch:
+//! (ceil(N / (16 SG)), ceil(M / (64 SUBGROUPS)), 1). Rows and columns past the edge load clamped
+//! or zero values and are never stored.
+
+use std::fmt::Write;
+
+use super::conv2d::ConvPass;
+
+/// Rows of C per subgroup.
+pub const ROWS: usize = 64;
+/// vec4 columns of C per lane.
+const COL4: usize = 4;
+/// Subgroups per workgroup: one, so that a 64-row GEMM (a 64-channel layer) fills its tile.
+pub const SUBGROUPS: usize = 1;
+
+/// What the GEMM multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmKind {
+    Matmul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    /// A convolution pass; the input gradient's kernel depends on the stride, the others on nothing.
+    Conv(ConvPass, usize),
+}
+
+impl GemmKind {
+    /// A name that identifies the generated source.
+    pub fn cache_name(&self, subgroup_size: usize) -> String {
+        match self {
+            GemmKind::Matmul { trans_a, trans_b } => format!(
+                "gemm_subgroup_{subgroup_size}_matmul_{}{}",
+                u8::from(*trans_a),
+                u8::from(*trans_b)
+            ),
+            GemmKind::Conv(pass, stride) => {
+                format!("gemm_subgroup_{subgroup_size}_{pass:?}_{stride}")
+            }
+        }
+    }
+}
+
+/// The pipeline key of the generated kernel.
+pub fn key(subgroup_size: usize, kind: GemmKind) -> crate::gpu::KernelKey {
+    crate::gpu::KernelKey::generated(kind.cache_name(subgroup_size), || {
+        source(subgroup_size, kind)
+    })
+}
+
+pub fn columns_per_workgroup(subgroup_size: usize) -> usize {
+    subgroup_size * COL4 * 4
+}
+
+/// Each lane loads 64 / SG rows of A, in groups of 4 when a matmul's A is transposed.
+pub fn supports_subgroup_size(sg: usize) -> bool {
+    matches!(sg, 4 | 8 | 16)
+}
+
+const BINDINGS_VEC4: &str = "struct Params { m: u32, n: u32, k: u32, _pad: u32, }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+";
+
+/// Bindings and element functions of the convolution passes; geometry comes from the uniform
+/// `Params` (the layout of gemm_tiled.wgsl).
+const CONV_PRELUDE: &str = "struct Params { m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32, _pad0: u32, _pad1: u32, }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// a[i] where ok, else 0. A branch, not a select: llvmpipe skips the loads of lanes that do
+// not take it, and loads are what this kernel is bound by.
+fn a_or_zero(i: i32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) {
+        v = a[i];
+    }
+    return v;
+}
+fn b_or_zero(i: i32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) {
+        v = b[i];
+    }
+    return v;
+}
+// The input pixel at (y, x) of the plane starting at `base`, zero in the padding.
+fn pixel(base: i32, y: i32, x: i32, ok: bool) -> f32 {
+    let h = i32(p.h);
+    let w = i32(p.w);
+    return b_or_zero(base + y * w + x, ok && y >= 0 && x >= 0 && y < h && x < w);
+}
+";
+
+/// How one convolution pass addresses its operands, as WGSL snippets of the unrolled kernel.
+/// K is walked by three counters (k2, k1, k0) with k1 < lim1 and k0 < lim0, so no division
+/// runs inside the K loop; per-row and per-column terms are computed once before it.
+struct ConvSnippets {
+    /// The limits of k1 and k0.
+    limits: (&'static str, &'static str),
+    /// Per column {c} (column, col_ok, cc = the clamped column given).
+    col_setup: &'static str,
+    /// Per row {r} (row, row_ok given).
+    row_setup: &'static str,
+    /// Per k value {kk} from k2{kk}, k1{kk}, k0{kk}, k_ok{kk}.
+    k_setup: &'static str,
+    /// A[row {r}, k {kk}].
+    a_elem: &'static str,
+    /// B[k {kk}, column {c}].
+    b_elem: &'static str,
+    /// The index in C of (row, column {c}) for row `R`.
+    c_index: &'static str,
+}
+
+fn conv_snippets(pass: ConvPass) -> ConvSnippets {
+    match pass {
+        // A = weight [Co, (ci, ky, kx)]; B = patches [(ci, ky, kx), (n, oy, ox)]; C = y [n, co, oy, ox].
+        ConvPass::Forward => ConvSnippets {
+            limits: ("i32(p.kh)", "i32(p.kw)"),
+            col_setup: "let n{c} = cc{c} / hwo; let pix{c} = cc{c} % hwo; let base{c} = n{c} * i32(p.ci) * hw; let iy{c} = (pix{c} / i32(p.wo)) * i32(p.stride) - i32(p.pad); let ix{c} = (pix{c} % i32(p.wo)) * i32(p.stride) - i32(p.pad); let out{c} = n{c} * i32(p.co) * hwo + pix{c};",
+            row_setup: "let rowoff{r} = row{r} * i32(p.k);",
+            k_setup: "let koff{kk} = k2{kk} * hw;",
+            a_elem: "a_or_zero(rowoff{r} + kidx{kk}, row_ok{r} && k_ok{kk})",
+            b_elem: "pixel(base{c} + koff{kk}, iy{c} + k1{kk}, ix{c} + k0{kk}, col_ok{c} && k_ok{kk})",
+            c_index: "out{c} + R * hwo",
+        },
+        // A = weight seen as [Ci, (co, ky, kx)]; B = dy where each input pixel was read;
+        // C = dx [n, ci, y, x]. STRIDE is a generated constant, so / and % fold.
+        ConvPass::GradInput => ConvSnippets {
+            limits: ("i32(p.kh)", "i32(p.kw)"),
+            col_setup: "let n{c} = cc{c} / hw; let pix{c} = cc{c} % hw; let base{c} = n{c} * i32(p.co) * hwo; let sy{c} = pix{c} / i32(p.w) + i32(p.pad); let sx{c} = pix{c} % i32(p.w) + i32(p.pad); let out{c} = n{c} * i32(p.ci) * hw + pix{c};",
+            row_setup: "let rowoff{r} = row{r} * taps;",
+            k_setup: "let ka{kk} = k2{kk} * i32(p.ci) * taps + k1{kk} * i32(p.kw) + k0{kk}; let koff{kk} = k2{kk} * hwo;",
+            a_elem: "a_or_zero(ka{kk} + rowoff{r}, row_ok{r} && k_ok{kk})",
+            b_elem: "dy_at(base{c} + koff{kk}, sy{c} - k1{kk}, sx{c} - k0{kk}, col_ok{c} && k_ok{kk})",
+            c_index: "out{c} + R * hw",
+        },
+        // A = dy seen as [Co, (n, oy, ox)]; B = patches transposed [(n, oy, ox), (ci, ky, kx)];
+        // C = dw [co, (ci, ky, kx)].
+        ConvPass::GradWeight => ConvSnippets {
+            limits: ("i32(p.ho)", "i32(p.wo)"),
+            col_setup: "let cioff{c} = (cc{c} / taps) * hw; let ky{c} = (cc{c} % taps) / i32(p.kw); let kx{c} = cc{c} % i32(p.kw);",
+            row_setup: "let rowoff{r} = row{r} * hwo;",
+            k_setup: "let ka{kk} = k2{kk} * i32(p.co) * hwo + k1{kk} * i32(p.wo) + k0{kk}; let kb{kk} = k2{kk} * i32(p.ci) * hw; let iy{kk} = k1{kk} * i32(p.stride) - i32(p.pad); let ix{kk} = k0{kk} * i32(p.stride) - i32(p.pad);",
+            a_elem: "a_or_zero(ka{kk} + rowoff{r}, row_ok{r} && k_ok{kk})",
+            b_elem: "pixel(kb{kk} + cioff{c}, iy{kk} + ky{c}, ix{kk} + kx{c}, col_ok{c} && k_ok{kk})",
+            c_index: "R * i32(p.n) + column{c}",
+        },
+    }
+}
+
+/// dy[base + oy * Wo + ox] for the output that read input (sy, sx) shifted by the padding.
+fn dy_at_function(stride: usize) -> String {
+    format!(
+        "const STRIDE: i32 = {stride};
+fn dy_at(base: i32, sy: i32, sx: i32, ok: bool) -> f32 {{
+    let oy = sy / STRIDE;
+    let ox = sx / STRIDE;
+    let inside = sy >= 0 && sx >= 0 && sy % STRIDE == 0 && sx % STRIDE == 0 && oy < i32(p.ho) && ox < i32(p.wo);
+    return b_or_zero(base + oy * i32(p.wo) + ox, ok && inside);
+}}
+"
+    )
+}
+
+/// The kernel's WGSL for one subgroup size and GEMM.
+pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
+    let sg = subgroup_size;
+    assert!(supports_subgroup_size(sg), "unsupported subgroup size {sg}");
+    let q = ROWS / sg; // rows of A each lane loads
+    let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(
+        w,
+        "// Generated by src/ops/gemm_subgroup.rs: subgroup size {sg}, {kind:?}."
+    );
+    match kind {
+        GemmKind::Matmul { .. } => w.push_str(BINDINGS_VEC4),
+        GemmKind::Conv(pass, stride) => {
+            w.push_str(CONV_PRELUDE);
+            if pass == ConvPass::GradInput {
+                w.push_str(&dy_at_function(stride));
+            }
+        }
+    }
+    let _ = writeln!(
+        w,
+        "@compute @workgroup_size({}, 1, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {{",
+        sg * SUBGROUPS
+    );
+    let _ = writeln!(w, "  let row = (wid.y * {SUBGROUPS}u + sg) * {ROWS}u;");
+    let _ = writeln!(w, "  let col4 = (wid.x * {sg}u + lane) * {COL4}u;");
+    w.push_str("  let k4 = p.k / 4u;\n  let n4 = p.n / 4u;\n  let m4 = p.m / 4u;\n");
+    let _ = writeln!(w, "  let own_row = row + lane * {q}u;");
+    for j in 0..COL4 {
+        let _ = writeln!(w, "  let bc{j} = min(col4 + {j}u, max(n4, 1u) - 1u);");
+    }
+    for i in 0..ROWS {
+        for j in 0..COL4 {
+            let _ = writeln!(w, "  var acc{i}_{j} = vec4<f32>();");
+        }
+    }
+    let conv = match kind {
+        GemmKind::Conv(pass, _) => Some(conv_snippets(pass)),
+        GemmKind::Matmul { .. } => None,
+    };
+    if let Some(sn) = &conv {
+        conv_setup(w, q, sn);
+    }
+    w.push_str("  for (var k = 0u; k < p.k; k += 4u) {\n    let kc = k / 4u;\n");
+    match (kind, &conv) {
+        (GemmKind::Matmul { trans_a, trans_b }, _) => matmul_loads(w, q, trans_a, trans_b),
+        (_, Some(sn)) => conv_loads(w, q, sn),
+        (_, None) => unreachable!(),
+    }
+    for i in 0..ROWS {
+        let _ = writeln!(
+            w,
+            "    let a{i} = subgroupBroadcast(own{}, {}u);",
+            i % q,
+            i / q
+        );
+        for j in 0..COL4 {
+            let _ = writeln!(w, "    acc{i}_{j} += bm{j} * a{i};");
+        }
+    }
+    w.push_str("  }\n");
+    for i in 0..ROWS {
+        let _ = writeln!(w, "  if (row + {i}u < p.m) {{");
+        for j in 0..COL4 {
+            match kind {
+                GemmKind::Matmul { .. } => {
+                    let _ = writeln!(w, "    if (col4 + {j}u < n4) {{ c[(row + {i}u) * n4 + col4 + {j}u] = acc{i}_{j}; }}");
+                }
+                GemmKind::Conv(..) => {
+                    let sn = conv.as_ref().unwrap();
+                    for e in 0..4 {
+                        let col = 4 * j + e;
+                        let index = fill(sn.c_index, &[("{c}", col)])
+                            .replace('R', &format!("i32(row + {i}u)"));
+                        let _ = writeln!(
+                            w,
+                            "    if (col_ok_c{col}) {{ c[{index}] = acc{i}_{j}[{e}]; }}"
+                        );
+                    }
+                }
+            }
+        }
+        w.push_str("  }\n");
+    }
+    w.push_str("}\n");
+    s
+}
+
+/// own{r} = A[own_row + r, k..k+4] and bm{j} (column kk = B[k + kk, 4 (col4 + j)..]) from vec4 arrays.
+fn matmul_loads(w: &mut String, q: usize, trans_a: bool, trans_b: bool) {
+    if trans_a {
+        for g in 0..q.div_ceil(4) {
+            let r = format!("min(own_row / 4u + {g}u, m4 - 1u)");
+            let _ = writeln!(w, "    let at{g} = transpose(mat4x4<f32>(a[k * m4 + {r}], a[(k + 1u) * m4 + {r}], a[(k + 2u) * m4 + {r}], a[(k + 3u) * m4 + {r}]));");
+        }
+        for r in 0..q {
+            let _ = writeln!(w, "    let own{r} = at{}[{}];", r / 4, r % 4);
+        }
+    } else {
+        for r in 0..q {
+            let _ = writeln!(
+                w,
+                "    let own{r} = a[min(own_row + {r}u, p.m - 1u) * k4 + kc];"
+            );
+        }
+    }
+    for j in 0..COL4 {
+        if trans_b {
+            let n = |t: usize| format!("b[min(bc{j} * 4u + {t}u, p.n - 1u) * k4 + kc]");
+            let _ = writeln!(
+                w,
+                "    let bm{j} = transpose(mat4x4<f32>({}, {}, {}, {}));",
+                n(0),
+                n(1),
+                n(2),
+                n(3)
+            );
+        } else {
+            let _ = writeln!(w, "    let bm{j} = mat4x4<f32>(b[k * n4 + bc{j}], b[(k + 1u) * n4 + bc{j}], b[(k + 2u) * n4 + bc{j}], b[(k + 3u) * n4 + bc{j}]);");
+        }
+    }
+}
+
+/// `template` with each placeholder ({c} column, {r} row, {kk} k offset) replaced by a suffix
+/// that no other name of the kernel ends in.
+fn fill(template: &str, values: &[(&str, usize)]) -> String {
+    values.iter().fold(template.to_string(), |t, (k, v)| {
+        let tag = &k[1..k.len() - 1];
+        t.replace(k, &format!("_{tag}{v}"))
+    })
+}
+
+/// Per-row and per-column terms of a convolution pass, and the K counters at zero.
+fn conv_setup(w: &mut String, q: usize, sn: &ConvSnippets) {
+    w.push_str("  let hw = i32(p.h * p.w);\n  let hwo = i32(p.ho * p.wo);\n  let taps = i32(p.kh * p.kw);\n");
+    for c in 0..COL4 * 4 {
+        let setup = format!("let column{{c}} = i32(col4 * 4u + {c}u); let col_ok{{c}} = column{{c}} < i32(p.n); let cc{{c}} = min(column{{c}}, i32(p.n) - 1); {}", sn.col_setup);
+        let _ = writeln!(w, "  {}", fill(&setup, &[("{c}", c)]));
+    }
+    for r in 0..q {
+        let setup = format!(
+            "let row{{r}} = i32(own_row + {r}u); let row_ok{{r}} = row{{r}} < i32(p.m); {}",
+            sn.row_setup
+        );
+        let _ = writeln!(w, "  {}", fill(&setup, &[("{r}", r)]));
+    }
+    w.push_str("  var k2 = 0;\n  var k1 = 0;\n  var k0 = 0;\n");
+}
+
+/// The operands element by element through the pass's snippets; the counters advance by 4.
+fn conv_loads(w: &mut String, q: usize, sn: &ConvSnippets) {
+    let (lim1, lim0) = sn.limits;
+    w.push_str("    let ki = i32(k);\n");
+    for kk in 0..4 {
+        let setup = format!("let k2{{kk}} = k2; let k1{{kk}} = k1; let k0{{kk}} = k0; let kidx{{kk}} = ki + {kk}; let k_ok{{kk}} = kidx{{kk}} < i32(p.k); {}", sn.k_setup);
+        let _ = writeln!(w, "    {}", fill(&setup, &[("{kk}", kk)]));
+        let _ = writeln!(w, "    k0 += 1;\n    if (k0 == {lim0}) {{ k0 = 0; k1 += 1; }}\n    if (k1 == {lim1}) {{ k1 = 0; k2 += 1; }}");
+    }
+    for r in 0..q {
+        let elems: Vec<String> = (0..4)
+            .map(|kk| fill(sn.a_elem, &[("{r}", r), ("{kk}", kk)]))
+            .collect();
+        let _ = writeln!(w, "    let own{r} = vec4<f32>({});", elems.join(", "));
+    }
+    for j in 0..COL4 {
+        let columns: Vec<String> = (0..4)
+            .map(|kk| {
+                let elems: Vec<String> = (0..4)
+                    .map(|e| fill(sn.b_elem, &[("{kk}", kk), ("{c}", 4 * j + e)]))
+                    .collect();
+                format!("vec4<f32>({})", elems.join(", "))
+            })
+            .collect();
+        let _ = writeln!(w, "    let bm{j} = mat4x4<f32>({});", columns.join(", "));
+    }
+}
