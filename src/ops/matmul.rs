@@ -12,7 +12,7 @@ pub struct MatMul {
     pub trans_b: bool,
 }
 
-/// The kernel variants (see the header of each shader, and `matmul_subgroup`).
+/// The kernel variants (see the header of each shader, and `gemm_subgroup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
     /// Workgroup-memory tiles of 64x64: any shape; the choice for hardware GPUs.
