@@ -3,6 +3,7 @@
 //! knows what is above it.
 
 pub mod bench;
+pub mod byol;
 pub mod data;
 pub mod demo;
 pub mod error;
@@ -11,5 +12,6 @@ pub mod gpu;
 pub mod graph;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 
 pub use error::{Error, Result};

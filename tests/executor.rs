@@ -52,7 +52,8 @@ fn mlp_trained_with_sgd_follows_the_reference_trajectory() {
 
 #[test]
 fn runs_allocate_nothing_after_compilation() {
-    let gpu = gpu();
+    // A device of its own: its byte counter sees no other test's buffers.
+    let gpu = byol_wgpu::gpu::Gpu::from_env().unwrap();
     let mlp = MlpRegression::build(
         MlpShape {
             batch: 32,

@@ -31,6 +31,7 @@ pub const SHADERS: &[ShaderSource] = &[
     shader!("rownorm", false),
     shader!("batchnorm", false),
     shader!("pool", false),
+    shader!("optim", false),
     shader!("fma_peak", true),
 ];
 

@@ -62,10 +62,14 @@ impl CpuRunner {
                 NodeKind::Param => values[i] = self.params[i].clone(),
                 NodeKind::Const(data) => values[i] = Some(HostTensor::from_f32(&node.shape, data)),
                 NodeKind::Op { op, inputs } => {
-                    let args: Vec<&HostTensor> = inputs
+                    let mut args: Vec<&HostTensor> = inputs
                         .iter()
                         .map(|t| values[t.0].as_ref().expect("input evaluated before use"))
                         .collect();
+                    // An in-place update reads the parameter as earlier updates left it.
+                    if op.kind() == OpKind::InPlace {
+                        args[0] = self.params[inputs[0].0].as_ref().expect("parameter set");
+                    }
                     let out = op.reference(&args);
                     if op.kind() == OpKind::InPlace {
                         self.params[inputs[0].0] = Some(out.clone());

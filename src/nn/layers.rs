@@ -21,6 +21,8 @@ pub enum ParamRole {
     Bias,
     /// Batch-norm running statistics: updated by the forward pass, never by gradients.
     RunningStat,
+    /// Optimiser state (momentum buffers).
+    OptimizerState,
 }
 
 #[derive(Debug, Clone)]
@@ -40,7 +42,9 @@ pub struct Layers<'g> {
     pub graph: &'g mut Graph,
     pub mode: Mode,
     pub params: Vec<NamedParam>,
-    prefix: String,
+    /// Prepended to every parameter name; a name seen before gets the same parameter, so a
+    /// network applied twice (BYOL's two views) shares its weights.
+    pub prefix: String,
 }
 
 impl<'g> Layers<'g> {
@@ -53,8 +57,15 @@ impl<'g> Layers<'g> {
         }
     }
 
-    fn param(&mut self, name: &str, shape: &[usize], role: ParamRole) -> TensorId {
+    pub fn param(&mut self, name: &str, shape: &[usize], role: ParamRole) -> TensorId {
         let full = format!("{}{name}", self.prefix);
+        if let Some(p) = self.params.iter().find(|p| p.name == full) {
+            assert_eq!(
+                p.shape, shape,
+                "parameter '{full}' reused with another shape"
+            );
+            return p.id;
+        }
         let id = self.graph.param(&full, shape);
         self.params.push(NamedParam {
             name: full,

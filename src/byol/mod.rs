@@ -1,0 +1,113 @@
+//! One BYOL training step as one graph: the online network (encoder, projector, predictor) and
+//! the target network (encoder, projector) on both views, the symmetric loss, the online
+//! network's gradients, LARS, and the target's EMA, all in one submission.
+
+use crate::graph::{Graph, TensorId};
+use crate::nn::{Layers, Mode, NamedParam, ParamRole, ResNetConfig};
+use crate::optim::{append_ema, Lars};
+use crate::Result;
+
+/// The networks' shapes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ByolNets {
+    pub encoder: ResNetConfig,
+    /// Hidden width of the projector and predictor (4096 in the paper).
+    pub hidden: usize,
+    /// Output width of the projector and predictor (256 in the paper).
+    pub projection: usize,
+    /// Without a predictor the online projection is compared to the target's directly (an ablation).
+    pub predictor: bool,
+}
+
+/// The step's graph and the tensors a trainer feeds and reads.
+pub struct ByolStep {
+    pub graph: Graph,
+    pub view1: TensorId,
+    pub view2: TensorId,
+    /// [lr, tau] for this step.
+    pub schedule: TensorId,
+    pub loss: TensorId,
+    /// L2-normalised online projections of view 1, for the collapse monitor.
+    pub online_projection: TensorId,
+    /// Every online gradient, in the order of the trainable online parameters.
+    pub grads: Vec<TensorId>,
+    /// All parameters: `online.*`, `target.*` and `momentum.online.*`.
+    pub params: Vec<NamedParam>,
+}
+
+impl ByolStep {
+    pub fn build(nets: &ByolNets, batch: usize, image: [usize; 3], lars: &Lars) -> Result<Self> {
+        let mut graph = Graph::new();
+        let shape = [batch, image[0], image[1], image[2]];
+        let view1 = graph.input("view1", &shape);
+        let view2 = graph.input("view2", &shape);
+        let schedule = graph.input("schedule", &[2]);
+        let mut l = Layers::new(&mut graph, Mode::Train, "");
+
+        // Each view is its own forward pass, so batch-norm statistics are per view; the order
+        // (online v1, online v2, target v1, target v2) fixes the running-statistic updates.
+        let online = |l: &mut Layers, v: TensorId| {
+            l.prefix = "online.encoder.".into();
+            let y = nets.encoder.build(l, v);
+            l.prefix = "online.projector.".into();
+            let z = l.mlp_head(y, nets.hidden, nets.projection);
+            if nets.predictor {
+                l.prefix = "online.predictor.".into();
+                (z, l.mlp_head(z, nets.hidden, nets.projection))
+            } else {
+                (z, z)
+            }
+        };
+        let target = |l: &mut Layers, v: TensorId| {
+            l.prefix = "target.encoder.".into();
+            let y = nets.encoder.build(l, v);
+            l.prefix = "target.projector.".into();
+            let z = l.mlp_head(y, nets.hidden, nets.projection);
+            l.graph.stop_gradient(z)
+        };
+        let (z1, p1) = online(&mut l, view1);
+        let (_, p2) = online(&mut l, view2);
+        let t1 = target(&mut l, view1);
+        let t2 = target(&mut l, view2);
+
+        // loss = mean over the batch of the sum of both directions' 2 - 2 cos.
+        let l12 = l.graph.byol_loss(p1, t2);
+        let l21 = l.graph.byol_loss(p2, t1);
+        let per_sample = l.graph.add(l12, l21);
+        let loss = l.graph.mean(per_sample, 0);
+        let online_projection = l.graph.l2_normalize(z1);
+
+        let trainable: Vec<NamedParam> = l
+            .params
+            .iter()
+            .filter(|p| p.name.starts_with("online.") && p.role != ParamRole::RunningStat)
+            .cloned()
+            .collect();
+        let wrt: Vec<TensorId> = trainable.iter().map(|p| p.id).collect();
+        let grads = l.graph.grad(loss, &wrt)?;
+        let updated = lars.append(&mut l, &trainable, &grads, schedule);
+
+        // The target follows the updated online parameters (not their running statistics).
+        let mut target_ids = Vec::new();
+        let mut online_ids = Vec::new();
+        for (p, &new) in trainable.iter().zip(&updated) {
+            let twin = p.name.replacen("online.", "target.", 1);
+            if let Some(t) = l.params.iter().find(|t| t.name == twin) {
+                target_ids.push(t.id);
+                online_ids.push(new);
+            }
+        }
+        append_ema(l.graph, &target_ids, &online_ids, schedule);
+        let params = l.params;
+        Ok(Self {
+            graph,
+            view1,
+            view2,
+            schedule,
+            loss,
+            online_projection,
+            grads,
+            params,
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! LARS and the target EMA as in-place updates appended to a training graph, and the
+//! learning-rate and tau schedules that feed them each step.
+
+mod schedule;
+
+pub use schedule::{LrSchedule, TauSchedule};
+
+use crate::graph::{Graph, TensorId};
+use crate::nn::{Layers, NamedParam, ParamRole};
+use crate::ops::{ApplyUpdate, EmaTarget, LarsMomentum, LarsParams, SquaredNorms};
+
+/// LARS as the paper runs it (Appendix J): momentum 0.9, trust coefficient eta, weight decay;
+/// biases and batch-norm parameters excluded from both decay and trust scaling.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lars {
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub eta: f32,
+}
+
+impl Lars {
+    /// Appends, for every trainable parameter with its gradient, a momentum buffer (a new
+    /// parameter named `momentum.` + the parameter's name, `OptimizerState`) and the in-place
+    /// LARS step with the learning rate `schedule[0]`. Returns each parameter's updated value.
+    pub fn append(
+        &self,
+        layers: &mut Layers,
+        params: &[NamedParam],
+        grads: &[TensorId],
+        schedule: TensorId,
+    ) -> Vec<TensorId> {
+        let saved_prefix = std::mem::replace(&mut layers.prefix, "momentum.".into());
+        let updated = params
+            .iter()
+            .zip(grads)
+            .map(|(p, &g)| {
+                let excluded = p.role != ParamRole::Weight;
+                let m = layers.param(&p.name, &p.shape, ParamRole::OptimizerState);
+                let graph: &mut Graph = layers.graph;
+                let lars = LarsParams {
+                    momentum: self.momentum,
+                    weight_decay: if excluded { 0.0 } else { self.weight_decay },
+                    eta: self.eta,
+                    excluded,
+                };
+                let norms = graph.apply(
+                    SquaredNorms {
+                        weight_decay: lars.weight_decay,
+                    },
+                    &[p.id, g],
+                );
+                let m = graph.apply(LarsMomentum(lars), &[m, g, p.id, norms]);
+                graph.apply(ApplyUpdate, &[p.id, m, schedule])
+            })
+            .collect();
+        layers.prefix = saved_prefix;
+        updated
+    }
+}
+
+/// Appends xi <- tau xi + (1 - tau) theta for each target parameter and the online value it
+/// follows (already updated), with tau = `schedule[1]`.
+pub fn append_ema(graph: &mut Graph, target: &[TensorId], online: &[TensorId], schedule: TensorId) {
+    for (&xi, &theta) in target.iter().zip(online) {
+        graph.apply(EmaTarget, &[xi, theta, schedule]);
+    }
+}
