@@ -367,3 +367,81 @@ impl ConvReport {
         s
     }
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub adapter: String,
+    pub backend: String,
+    pub batch: usize,
+    pub images_per_s: f64,
+    pub seconds_per_step: f64,
+    /// Bytes the device allocated over the steps after the first (zero by design).
+    pub bytes_allocated_after_first_step: u64,
+}
+
+/// Images/s of whole BYOL steps (both views through both networks, LARS, EMA) for the `small`
+/// preset's networks: a small-stem ResNet-18 at 32x32, heads 512 -> 4096 -> 256.
+pub fn step_report(gpu: &Arc<Gpu>, batch: usize, steps: usize) -> Result<StepReport> {
+    let nets = crate::byol::ByolNets {
+        encoder: ResNetConfig::of_depth(18, 1, 3, Stem::Small)?,
+        hidden: 4096,
+        projection: 256,
+        predictor: true,
+    };
+    let lars = crate::optim::Lars {
+        momentum: 0.9,
+        weight_decay: 1e-5,
+        eta: 0.02,
+    };
+    let step = crate::byol::ByolStep::build(&nets, batch, [3, 32, 32], &lars)?;
+    let exe = Executable::new(gpu, &step.graph, &[step.loss])?;
+    for p in &step.params {
+        let n = p.shape.iter().product();
+        let value = match p.role {
+            ParamRole::OptimizerState => vec![0.0; n],
+            _ if p.name.ends_with("running_var")
+                || (p.role == ParamRole::Bias && p.name.ends_with("weight")) =>
+            {
+                vec![1.0; n]
+            }
+            _ => filler(n, 6).iter().map(|v| v * 0.05).collect(),
+        };
+        exe.write(p.id, &value)?;
+    }
+    let views = [
+        filler(batch * 3 * 32 * 32, 7),
+        filler(batch * 3 * 32 * 32, 8),
+    ];
+    let schedule = [0.1f32, 0.99];
+    let inputs = [
+        (step.view1, views[0].as_slice()),
+        (step.view2, views[1].as_slice()),
+        (step.schedule, &schedule[..]),
+    ];
+    exe.run(&inputs)?;
+    let before = gpu.allocated_bytes();
+    let mut samples = Vec::new();
+    for _ in 0..steps.max(1) {
+        let t = Instant::now();
+        exe.run(&inputs)?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    let seconds = median(&mut samples);
+    Ok(StepReport {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        batch,
+        images_per_s: batch as f64 / seconds,
+        seconds_per_step: seconds,
+        bytes_allocated_after_first_step: gpu.allocated_bytes() - before,
+    })
+}
+
+impl StepReport {
+    pub fn table(&self) -> String {
+        format!(
+            "adapter: {} ({})\nBYOL step, small-stem ResNet-18 at 32x32, heads 4096/256, batch {}: {:.2} images/s ({:.2} s per step)\nbytes allocated after the first step: {}\n",
+            self.adapter, self.backend, self.batch, self.images_per_s, self.seconds_per_step, self.bytes_allocated_after_first_step
+        )
+    }
+}

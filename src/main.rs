@@ -69,6 +69,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Images/s of whole BYOL steps (small preset networks: small-stem ResNet-18 at 32x32) and
+    /// the bytes allocated after the first step
+    Step {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed steps after the first
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
     /// Convolution GFLOP/s (forward and both gradients) for every layer shape of a small-stem
     /// ResNet-18 at 32x32, beside the matmul figure, and ResNet-18 images/s
     Conv {
@@ -154,6 +165,13 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
                 }
             })?;
             print_report(&report, json, bench::MatmulReport::table);
+        }
+        BenchCommand::Step { json, batch, steps } => {
+            print_report(
+                &bench::step_report(gpu, batch, steps)?,
+                json,
+                bench::StepReport::table,
+            );
         }
         BenchCommand::Conv { json, batch } => {
             let report = bench::conv_report(gpu, batch, |r| {
