@@ -19,16 +19,17 @@ use crate::Result;
 const SAMPLES: usize = 5;
 const TARGET_SAMPLE_SECONDS: f64 = 0.25;
 
-/// Median seconds per dispatch of `dispatch`, after one warm-up run.
-pub fn time_dispatch(gpu: &Gpu, dispatch: &Dispatch) -> Result<f64> {
+/// Median seconds per run of `dispatches` (one launch, or the launches of one pass), after one
+/// warm-up run.
+pub fn time_dispatch(gpu: &Gpu, dispatches: &[Dispatch]) -> Result<f64> {
     let once = {
-        gpu.run(std::slice::from_ref(dispatch))?;
+        gpu.run(dispatches)?;
         let t = Instant::now();
-        gpu.run(std::slice::from_ref(dispatch))?;
+        gpu.run(dispatches)?;
         t.elapsed().as_secs_f64()
     };
     let reps = ((TARGET_SAMPLE_SECONDS / once.max(1e-6)) as usize).clamp(1, 1000);
-    let batch = vec![dispatch.clone(); reps];
+    let batch: Vec<Dispatch> = (0..reps).flat_map(|_| dispatches.iter().cloned()).collect();
     let mut samples = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let t = Instant::now();
@@ -58,7 +59,7 @@ pub fn fma_peak_gflops(gpu: &Gpu) -> Result<f64> {
         &[(1, &out)],
         [groups, 1, 1],
     )?;
-    let seconds = time_dispatch(gpu, &d)?;
+    let seconds = time_dispatch(gpu, std::slice::from_ref(&d))?;
     Ok(invocations as f64 * ITERS as f64 * FLOPS_PER_ITER / seconds / 1e9)
 }
 
@@ -114,7 +115,7 @@ pub fn bench_matmul(
     gpu.write_f32(&a, &filler(m * k, 1));
     gpu.write_f32(&b, &filler(k * n, 2));
     let d = kernel.dispatch(gpu, (&a, &b, &c), (m, n, k), trans_a, trans_b)?;
-    let seconds = time_dispatch(gpu, &d)?;
+    let seconds = time_dispatch(gpu, std::slice::from_ref(&d))?;
     let suffix = match (trans_a, trans_b) {
         (false, false) => "",
         (true, false) => " A^T",

@@ -102,37 +102,54 @@ impl ConvPass {
     }
 }
 
-/// The launch of one pass: `a` and `b` as the pass reads them (see gemm_tiled.wgsl), `c` written.
-/// Software adapters with subgroups get the generated subgroup GEMM, others the tiled one.
-pub fn dispatch(
-    gpu: &Gpu,
-    pass: ConvPass,
-    g: &ConvGeometry,
-    (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
-) -> Result<Dispatch> {
-    let (m, n, k) = g.gemm(pass);
-    let subgroup = MatmulKernel::Subgroup.available(gpu) && gpu.is_cpu();
-    let (key, cols, rows) = if subgroup {
-        let sg = gpu.fixed_subgroup_size().expect("checked by available()");
-        let stride = if pass == ConvPass::GradInput {
-            g.stride
-        } else {
-            0
-        };
-        let key = gemm_subgroup::key(sg, GemmKind::Conv(pass, stride));
-        (
-            key,
-            gemm_subgroup::columns_per_workgroup(sg),
-            gemm_subgroup::ROWS * gemm_subgroup::SUBGROUPS,
-        )
-    } else {
-        (
-            KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode())),
-            64,
-            64,
-        )
+/// One parity class of a strided convolution's input gradient: the pixels (y, x) with
+/// (y + pad) % stride == (ry, rx). Only taps with ky = ry (mod stride) and kx = rx reach them,
+/// so each class is a dense GEMM over Co * th * tw; pixel y = stride * jy + ry - pad with
+/// jy in jy0..jy0 + hc reads output row jy - t through tap ky = ry + stride * t.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ParityClass {
+    ry: usize,
+    rx: usize,
+    jy0: usize,
+    jx0: usize,
+    hc: usize,
+    wc: usize,
+    th: usize,
+    tw: usize,
+}
+
+fn parity_classes(g: &ConvGeometry) -> Vec<ParityClass> {
+    let s = g.stride;
+    // The j with 0 <= s j + r - pad < size, and the taps r + s t < k.
+    let span = |r: usize, size: usize, k: usize| {
+        let j0 = g.pad.saturating_sub(r).div_ceil(s);
+        let end = (size + g.pad).saturating_sub(r).div_ceil(s);
+        (j0, end.saturating_sub(j0), k.saturating_sub(r).div_ceil(s))
     };
-    let params = Params::default()
+    let mut classes = Vec::new();
+    for ry in 0..s {
+        for rx in 0..s {
+            let (jy0, hc, th) = span(ry, g.h, g.kh);
+            let (jx0, wc, tw) = span(rx, g.w, g.kw);
+            if hc > 0 && wc > 0 {
+                classes.push(ParityClass {
+                    ry,
+                    rx,
+                    jy0,
+                    jx0,
+                    hc,
+                    wc,
+                    th,
+                    tw,
+                });
+            }
+        }
+    }
+    classes
+}
+
+fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize)) -> Params {
+    Params::default()
         .u(m)
         .u(n)
         .u(k)
@@ -147,13 +164,73 @@ pub fn dispatch(
         .u(g.kw)
         .u(g.stride)
         .u(g.pad)
-        .padded(16);
-    let groups = [
-        u32::try_from(n.div_ceil(cols)).expect("convolution too large"),
-        u32::try_from(m.div_ceil(rows)).expect("convolution too large"),
-        1,
-    ];
-    gpu.dispatch(&key, &params, &[(1, a), (2, b), (3, c)], groups)
+}
+
+/// The launches of one pass: `a` and `b` as the pass reads them (see gemm_tiled.wgsl), `c`
+/// written. Hardware GPUs get the tiled GEMM; software adapters with subgroups the generated
+/// subgroup GEMM, whose input gradient runs one launch per parity class.
+pub fn dispatch(
+    gpu: &Gpu,
+    pass: ConvPass,
+    g: &ConvGeometry,
+    (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+) -> Result<Vec<Dispatch>> {
+    let bindings = [(1, a), (2, b), (3, c)];
+    let groups = |m: usize, n: usize, rows: usize, cols: usize| {
+        [
+            u32::try_from(n.div_ceil(cols)).expect("convolution too large"),
+            u32::try_from(m.div_ceil(rows)).expect("convolution too large"),
+            1,
+        ]
+    };
+    if !(MatmulKernel::Subgroup.available(gpu) && gpu.is_cpu()) {
+        let (m, n, k) = g.gemm(pass);
+        let key = KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode()));
+        return Ok(vec![gpu.dispatch(
+            &key,
+            &geometry_params(g, (m, n, k)).padded(16),
+            &bindings,
+            groups(m, n, 64, 64),
+        )?]);
+    }
+    let sg = gpu.fixed_subgroup_size().expect("checked by available()");
+    let key = gemm_subgroup::key(sg, GemmKind::Conv(pass));
+    let (rows, cols) = (
+        gemm_subgroup::ROWS * gemm_subgroup::SUBGROUPS,
+        gemm_subgroup::columns_per_workgroup(sg),
+    );
+    if pass != ConvPass::GradInput {
+        let (m, n, k) = g.gemm(pass);
+        return Ok(vec![gpu.dispatch(
+            &key,
+            &geometry_params(g, (m, n, k)).padded(24),
+            &bindings,
+            groups(m, n, rows, cols),
+        )?]);
+    }
+    parity_classes(g)
+        .into_iter()
+        .map(|class| {
+            let (m, n, k) = (
+                g.ci,
+                g.batch * class.hc * class.wc,
+                g.co * class.th * class.tw,
+            );
+            let params = geometry_params(g, (m, n, k))
+                .u(0)
+                .u(0)
+                .u(class.ry)
+                .u(class.rx)
+                .u(class.jy0)
+                .u(class.jx0)
+                .u(class.hc)
+                .u(class.wc)
+                .u(class.th)
+                .u(class.tw)
+                .padded(24);
+            gpu.dispatch(&key, &params, &bindings, groups(m, n, rows, cols))
+        })
+        .collect()
 }
 
 /// The input pixel read by output (n, oy, ox) through tap (ky, kx), if inside the image.
@@ -238,12 +315,12 @@ impl Op for Conv2d {
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
         let g = ConvGeometry::of(x[0].shape, x[1].shape, self.stride, self.pad)
             .expect("checked shapes");
-        Ok(vec![dispatch(
+        dispatch(
             gpu,
             ConvPass::Forward,
             &g,
             (x[1].buffer, x[0].buffer, y.buffer),
-        )?])
+        )
     }
 }
 
@@ -302,12 +379,12 @@ impl Op for Conv2dGradInput {
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
-        Ok(vec![dispatch(
+        dispatch(
             gpu,
             ConvPass::GradInput,
             &self.geometry,
             (x[1].buffer, x[0].buffer, y.buffer),
-        )?])
+        )
     }
 }
 
@@ -365,11 +442,11 @@ impl Op for Conv2dGradWeight {
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
-        Ok(vec![dispatch(
+        dispatch(
             gpu,
             ConvPass::GradWeight,
             &self.geometry,
             (x[1].buffer, x[0].buffer, y.buffer),
-        )?])
+        )
     }
 }

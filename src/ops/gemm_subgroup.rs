@@ -10,7 +10,8 @@
 //! this size, so the source is generated unrolled. Convolution geometry is baked in as
 //! constants, so its index arithmetic folds into multiplies and shifts.
 //!
-//! Bindings: 0 params {m, n, k}, 1 a, 2 b, 3 c (written). Matmul binds vec4 arrays (row-major;
+//! Bindings: 0 params ({m, n, k} for matmul; for convolutions the geometry, and the parity class
+//! of an input gradient, see conv2d.rs), 1 a, 2 b, 3 c (written). Matmul binds vec4 arrays (row-major;
 //! A [M,K] or [K,M] transposed, B [K,N] or [N,K]) and needs K % 4 == 0, N % 4 == 0, and M % 4 == 0
 //! when A is transposed; convolutions bind f32 arrays and take any shape. Dispatch:
 //! (ceil(N / (16 SG)), ceil(M / (64 SUBGROUPS)), 1). Rows and columns past the edge load clamped
@@ -34,8 +35,8 @@ pub enum GemmKind {
         trans_a: bool,
         trans_b: bool,
     },
-    /// A convolution pass; the input gradient's kernel depends on the stride, the others on nothing.
-    Conv(ConvPass, usize),
+    /// A convolution pass; its geometry comes from the uniform buffer.
+    Conv(ConvPass),
 }
 
 impl GemmKind {
@@ -47,9 +48,7 @@ impl GemmKind {
                 u8::from(*trans_a),
                 u8::from(*trans_b)
             ),
-            GemmKind::Conv(pass, stride) => {
-                format!("gemm_subgroup_{subgroup_size}_{pass:?}_{stride}")
-            }
+            GemmKind::Conv(pass) => format!("gemm_subgroup_{subgroup_size}_{pass:?}"),
         }
     }
 }
@@ -79,7 +78,9 @@ const BINDINGS_VEC4: &str = "struct Params { m: u32, n: u32, k: u32, _pad: u32, 
 
 /// Bindings and element functions of the convolution passes; geometry comes from the uniform
 /// `Params` (the layout of gemm_tiled.wgsl).
-const CONV_PRELUDE: &str = "struct Params { m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32, _pad0: u32, _pad1: u32, }
+const CONV_PRELUDE: &str = "struct Params { m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32, _pad0: u32, _pad1: u32,
+    // The input gradient's parity class (see conv2d.rs): residues, first index, extent, taps.
+    ry: u32, rx: u32, jy0: u32, jx0: u32, hc: u32, wc: u32, th: u32, tw: u32, }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
@@ -99,6 +100,10 @@ fn b_or_zero(i: i32, ok: bool) -> f32 {
         v = b[i];
     }
     return v;
+}
+// dy[base + oy * Wo + ox], zero outside the output.
+fn dy_at(base: i32, oy: i32, ox: i32, ok: bool) -> f32 {
+    return b_or_zero(base + oy * i32(p.wo) + ox, ok && oy >= 0 && ox >= 0 && oy < i32(p.ho) && ox < i32(p.wo));
 }
 // The input pixel at (y, x) of the plane starting at `base`, zero in the padding.
 fn pixel(base: i32, y: i32, x: i32, ok: bool) -> f32 {
@@ -140,15 +145,15 @@ fn conv_snippets(pass: ConvPass) -> ConvSnippets {
             b_elem: "pixel(base{c} + koff{kk}, iy{c} + k1{kk}, ix{c} + k0{kk}, col_ok{c} && k_ok{kk})",
             c_index: "out{c} + R * hwo",
         },
-        // A = weight seen as [Ci, (co, ky, kx)]; B = dy where each input pixel was read;
-        // C = dx [n, ci, y, x]. STRIDE is a generated constant, so / and % fold.
+        // One parity class of dx (see conv2d.rs): A = weight seen as [Ci, (co, ty, tx)] at taps
+        // ky = ry + stride ty; B = dy at (jy - ty, jx - tx); C = dx [n, ci, y, x].
         ConvPass::GradInput => ConvSnippets {
-            limits: ("i32(p.kh)", "i32(p.kw)"),
-            col_setup: "let n{c} = cc{c} / hw; let pix{c} = cc{c} % hw; let base{c} = n{c} * i32(p.co) * hwo; let sy{c} = pix{c} / i32(p.w) + i32(p.pad); let sx{c} = pix{c} % i32(p.w) + i32(p.pad); let out{c} = n{c} * i32(p.ci) * hw + pix{c};",
+            limits: ("i32(p.th)", "i32(p.tw)"),
+            col_setup: "let n{c} = cc{c} / i32(p.hc * p.wc); let pix{c} = cc{c} % i32(p.hc * p.wc); let jy{c} = pix{c} / i32(p.wc) + i32(p.jy0); let jx{c} = pix{c} % i32(p.wc) + i32(p.jx0); let base{c} = n{c} * i32(p.co) * hwo; let out{c} = n{c} * i32(p.ci) * hw + (jy{c} * i32(p.stride) + i32(p.ry) - i32(p.pad)) * i32(p.w) + jx{c} * i32(p.stride) + i32(p.rx) - i32(p.pad);",
             row_setup: "let rowoff{r} = row{r} * taps;",
-            k_setup: "let ka{kk} = k2{kk} * i32(p.ci) * taps + k1{kk} * i32(p.kw) + k0{kk}; let koff{kk} = k2{kk} * hwo;",
+            k_setup: "let ka{kk} = k2{kk} * i32(p.ci) * taps + (i32(p.ry) + k1{kk} * i32(p.stride)) * i32(p.kw) + i32(p.rx) + k0{kk} * i32(p.stride); let koff{kk} = k2{kk} * hwo;",
             a_elem: "a_or_zero(ka{kk} + rowoff{r}, row_ok{r} && k_ok{kk})",
-            b_elem: "dy_at(base{c} + koff{kk}, sy{c} - k1{kk}, sx{c} - k0{kk}, col_ok{c} && k_ok{kk})",
+            b_elem: "dy_at(base{c} + koff{kk}, jy{c} - k1{kk}, jx{c} - k0{kk}, col_ok{c} && k_ok{kk})",
             c_index: "out{c} + R * hw",
         },
         // A = dy seen as [Co, (n, oy, ox)]; B = patches transposed [(n, oy, ox), (ci, ky, kx)];
@@ -165,20 +170,6 @@ fn conv_snippets(pass: ConvPass) -> ConvSnippets {
     }
 }
 
-/// dy[base + oy * Wo + ox] for the output that read input (sy, sx) shifted by the padding.
-fn dy_at_function(stride: usize) -> String {
-    format!(
-        "const STRIDE: i32 = {stride};
-fn dy_at(base: i32, sy: i32, sx: i32, ok: bool) -> f32 {{
-    let oy = sy / STRIDE;
-    let ox = sx / STRIDE;
-    let inside = sy >= 0 && sx >= 0 && sy % STRIDE == 0 && sx % STRIDE == 0 && oy < i32(p.ho) && ox < i32(p.wo);
-    return b_or_zero(base + oy * i32(p.wo) + ox, ok && inside);
-}}
-"
-    )
-}
-
 /// The kernel's WGSL for one subgroup size and GEMM.
 pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     let sg = subgroup_size;
@@ -192,12 +183,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     );
     match kind {
         GemmKind::Matmul { .. } => w.push_str(BINDINGS_VEC4),
-        GemmKind::Conv(pass, stride) => {
-            w.push_str(CONV_PRELUDE);
-            if pass == ConvPass::GradInput {
-                w.push_str(&dy_at_function(stride));
-            }
-        }
+        GemmKind::Conv(_) => w.push_str(CONV_PRELUDE),
     }
     let _ = writeln!(
         w,
@@ -217,7 +203,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
         }
     }
     let conv = match kind {
-        GemmKind::Conv(pass, _) => Some(conv_snippets(pass)),
+        GemmKind::Conv(pass) => Some(conv_snippets(pass)),
         GemmKind::Matmul { .. } => None,
     };
     if let Some(sn) = &conv {
