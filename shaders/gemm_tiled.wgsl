@@ -8,7 +8,7 @@
 //   MODE 3, conv2d backward to the weight: M = Co, N = Ci*Kh*Kw, K = batch*Ho*Wo; A = output
 //           gradient as [Co, batch*Ho*Wo], B = the input's patches transposed.
 // Bindings: 0 params, 1 a, 2 b, 3 c (written).
-// Dispatch: (ceil(N/64), ceil(M/64), 1); workgroup 16x16; each invocation computes 4x4 outputs
+// Dispatch: (ceil(N/64), ceil(M/64), splits); workgroup 16x16; each invocation computes 4x4 outputs
 // strided by 16 inside the tile. K advances in steps of 16 through workgroup memory. Loads
 // outside the operands read zero; stores outside C are skipped. The variant for GPUs with fast
 // workgroup memory.
@@ -33,7 +33,9 @@ struct Params {
     kw: u32,
     stride: u32,
     pad: u32,
-    _pad0: u32,
+    // K per split (workgroup z computes K range [z chunk, (z + 1) chunk) into the z-th M x N
+    // slice of c: a split-K weight gradient); 0 means the whole K.
+    chunk: u32,
     _pad1: u32,
 }
 
@@ -59,8 +61,8 @@ fn input_patch(n: u32, ci: u32, oy: u32, ox: u32, ky: u32, kx: u32) -> f32 {
     return b[((n * p.ci + ci) * p.h + u32(y)) * p.w + u32(x)];
 }
 
-fn load_a(row: u32, kk: u32) -> f32 {
-    if (row >= p.m || kk >= p.k) {
+fn load_a(row: u32, kk: u32, k_end: u32) -> f32 {
+    if (row >= p.m || kk >= k_end) {
         return 0.0;
     }
     switch MODE {
@@ -88,8 +90,8 @@ fn load_a(row: u32, kk: u32) -> f32 {
     }
 }
 
-fn load_b(kk: u32, col: u32) -> f32 {
-    if (kk >= p.k || col >= p.n) {
+fn load_b(kk: u32, col: u32, k_end: u32) -> f32 {
+    if (kk >= k_end || col >= p.n) {
         return 0.0;
     }
     switch MODE {
@@ -141,7 +143,7 @@ fn load_b(kk: u32, col: u32) -> f32 {
     }
 }
 
-fn store_c(row: u32, col: u32, v: f32) {
+fn store_c(row: u32, col: u32, split: u32, v: f32) {
     switch MODE {
         case 1u: {
             // col = (n, oy, ox) -> y[n, co = row, oy, ox]
@@ -154,7 +156,7 @@ fn store_c(row: u32, col: u32, v: f32) {
             c[((col / hw) * p.ci + row) * hw + col % hw] = v;
         }
         default: {
-            c[row * p.n + col] = v;
+            c[(split * p.m + row) * p.n + col] = v;
         }
     }
 }
@@ -167,8 +169,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     // Coalesced tile loads: consecutive invocations walk the operand's contiguous axis.
     let a_k_major = MODE == 0u && TRANS_A;
     let b_k_major = !(MODE == 0u && TRANS_B) && MODE != 3u;
+    let chunk = select(p.chunk, p.k, p.chunk == 0u);
+    let k_begin = wid.z * chunk;
+    let k_end = min(p.k, k_begin + chunk);
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         for (var i = 0u; i < 4u; i++) {
             let idx = tid + i * 256u;
             var ra = idx / BK;
@@ -177,14 +182,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                 ra = idx % TILE;
                 ka = idx / TILE;
             }
-            tile_a[ka * TILE + ra] = load_a(row0 + ra, k0 + ka);
+            tile_a[ka * TILE + ra] = load_a(row0 + ra, k0 + ka, k_end);
             var kb = idx % BK;
             var cb = idx / BK;
             if (b_k_major) {
                 kb = idx / TILE;
                 cb = idx % TILE;
             }
-            tile_b[kb * TILE + cb] = load_b(k0 + kb, col0 + cb);
+            tile_b[kb * TILE + cb] = load_b(k0 + kb, col0 + cb, k_end);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
@@ -208,7 +213,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             for (var j = 0u; j < 4u; j++) {
                 let col = col0 + lid.x + 16u * j;
                 if (col < p.n) {
-                    store_c(row, col, acc[i][j]);
+                    store_c(row, col, wid.z, acc[i][j]);
                 }
             }
         }

@@ -251,10 +251,17 @@ pub fn bench_conv(gpu: &Gpu, g: &ConvGeometry) -> Result<[f64; 3]> {
     gpu.write_f32(&w, &filler(g.co * g.ci * g.kh * g.kw, 2));
     gpu.write_f32(&y, &filler(g.output_shape().iter().product(), 3));
     let flops = 2.0 * g.macs() as f64;
+    // The weight gradient as training runs it: K split into chunks (summed by a small reduction
+    // that is not timed here).
+    let splits = conv2d::weight_grad_splits(g);
+    let partial = gpu.storage_buffer(
+        "bench dw partials",
+        (splits * g.co * g.ci * g.kh * g.kw * 4) as u64,
+    )?;
     let passes = [
-        conv2d::dispatch(gpu, ConvPass::Forward, g, (&w, &x, &y))?,
-        conv2d::dispatch(gpu, ConvPass::GradInput, g, (&w, &y, &x))?,
-        conv2d::dispatch(gpu, ConvPass::GradWeight, g, (&y, &x, &w))?,
+        conv2d::dispatch(gpu, ConvPass::Forward, g, 1, (&w, &x, &y))?,
+        conv2d::dispatch(gpu, ConvPass::GradInput, g, 1, (&w, &y, &x))?,
+        conv2d::dispatch(gpu, ConvPass::GradWeight, g, splits, (&y, &x, &partial))?,
     ];
     let mut out = [0.0; 3];
     for (o, d) in out.iter_mut().zip(&passes) {

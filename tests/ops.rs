@@ -336,3 +336,21 @@ fn mismatched_shapes_are_an_error_not_a_panic_in_try_apply() {
         .to_string();
     assert!(err.contains("[3, 4]") && err.contains("[5, 6]"), "{err}");
 }
+
+#[test]
+fn long_weight_gradients_split_k() {
+    let g = byol_wgpu::ops::ConvGeometry {
+        batch: 2,
+        ci: 3,
+        h: 32,
+        w: 32,
+        co: 4,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+    };
+    assert_eq!(byol_wgpu::ops::conv2d::weight_grad_splits(&g), 2);
+    let short = byol_wgpu::ops::ConvGeometry { h: 8, w: 8, ..g };
+    assert_eq!(byol_wgpu::ops::conv2d::weight_grad_splits(&short), 1);
+}

@@ -148,7 +148,8 @@ fn parity_classes(g: &ConvGeometry) -> Vec<ParityClass> {
     classes
 }
 
-fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize)) -> Params {
+/// The shaders' `Params` up to the K chunk (see gemm_tiled.wgsl).
+fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize), chunk: usize) -> Params {
     Params::default()
         .u(m)
         .u(n)
@@ -164,31 +165,40 @@ fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize)) -> Params
         .u(g.kw)
         .u(g.stride)
         .u(g.pad)
+        .u(chunk)
 }
 
 /// The launches of one pass: `a` and `b` as the pass reads them (see gemm_tiled.wgsl), `c`
 /// written. Hardware GPUs get the tiled GEMM; software adapters with subgroups the generated
-/// subgroup GEMM, whose input gradient runs one launch per parity class.
+/// subgroup GEMM, whose input gradient runs one launch per parity class. `splits` > 1 (weight
+/// gradients only) splits K into that many chunks, each written to its own M x N slice of `c`.
 pub fn dispatch(
     gpu: &Gpu,
     pass: ConvPass,
     g: &ConvGeometry,
+    splits: usize,
     (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Vec<Dispatch>> {
+    assert!(
+        splits == 1 || pass == ConvPass::GradWeight,
+        "only weight gradients split K"
+    );
     let bindings = [(1, a), (2, b), (3, c)];
+    let splits_u32 = u32::try_from(splits).expect("too many splits");
     let groups = |m: usize, n: usize, rows: usize, cols: usize| {
         [
             u32::try_from(n.div_ceil(cols)).expect("convolution too large"),
             u32::try_from(m.div_ceil(rows)).expect("convolution too large"),
-            1,
+            splits_u32,
         ]
     };
+    let (m, n, k) = g.gemm(pass);
+    let chunk = k.div_ceil(splits);
     if !(MatmulKernel::Subgroup.available(gpu) && gpu.is_cpu()) {
-        let (m, n, k) = g.gemm(pass);
         let key = KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode()));
         return Ok(vec![gpu.dispatch(
             &key,
-            &geometry_params(g, (m, n, k)).padded(16),
+            &geometry_params(g, (m, n, k), chunk).padded(16),
             &bindings,
             groups(m, n, 64, 64),
         )?]);
@@ -200,10 +210,9 @@ pub fn dispatch(
         gemm_subgroup::columns_per_workgroup(sg),
     );
     if pass != ConvPass::GradInput {
-        let (m, n, k) = g.gemm(pass);
         return Ok(vec![gpu.dispatch(
             &key,
-            &geometry_params(g, (m, n, k)).padded(24),
+            &geometry_params(g, (m, n, k), chunk).padded(24),
             &bindings,
             groups(m, n, rows, cols),
         )?]);
@@ -216,8 +225,7 @@ pub fn dispatch(
                 g.batch * class.hc * class.wc,
                 g.co * class.th * class.tw,
             );
-            let params = geometry_params(g, (m, n, k))
-                .u(0)
+            let params = geometry_params(g, (m, n, k), 0)
                 .u(0)
                 .u(class.ry)
                 .u(class.rx)
@@ -297,9 +305,18 @@ impl Op for Conv2d {
     ) -> Vec<Option<TensorId>> {
         let geometry = ConvGeometry::of(g.shape(x[0]), g.shape(x[1]), self.stride, self.pad)
             .expect("checked shapes");
+        let weight_grad = |g: &mut Graph| {
+            let splits = weight_grad_splits(&geometry);
+            let partial = g.apply(Conv2dGradWeight { geometry, splits }, &[x[0], dy]);
+            if splits > 1 {
+                g.sum(partial, 0)
+            } else {
+                partial
+            }
+        };
         vec![
             needs[0].then(|| g.apply(Conv2dGradInput { geometry }, &[dy, x[1]])),
-            needs[1].then(|| g.apply(Conv2dGradWeight { geometry }, &[x[0], dy])),
+            needs[1].then(|| weight_grad(g)),
         ]
     }
 
@@ -319,6 +336,7 @@ impl Op for Conv2d {
             gpu,
             ConvPass::Forward,
             &g,
+            1,
             (x[1].buffer, x[0].buffer, y.buffer),
         )
     }
@@ -364,6 +382,7 @@ impl Op for Conv2dGradInput {
                 g.apply(
                     Conv2dGradWeight {
                         geometry: self.geometry,
+                        splits: 1,
                     },
                     &[dz, x[0]],
                 )
@@ -383,6 +402,7 @@ impl Op for Conv2dGradInput {
             gpu,
             ConvPass::GradInput,
             &self.geometry,
+            1,
             (x[1].buffer, x[0].buffer, y.buffer),
         )
     }
@@ -392,6 +412,17 @@ impl Op for Conv2dGradInput {
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2dGradWeight {
     pub geometry: ConvGeometry,
+    /// Chunks of K (batch x output pixels) computed apart: the output is then
+    /// [splits, Co, Ci, Kh, Kw], partial sums to be added (see `weight_grad_splits`).
+    pub splits: usize,
+}
+
+/// K chunks for a weight gradient: a few output tiles over a long K would otherwise run as a
+/// few workgroups; aim for 32, with chunks of at least 1024.
+pub fn weight_grad_splits(g: &ConvGeometry) -> usize {
+    let (m, n, k) = g.gemm(ConvPass::GradWeight);
+    let tiles = m.div_ceil(64) * n.div_ceil(64);
+    (k / 1024).min(32usize.div_ceil(tiles)).max(1)
 }
 
 impl Op for Conv2dGradWeight {
@@ -406,7 +437,12 @@ impl Op for Conv2dGradWeight {
                 "conv2d_grad_weight: shapes {x:?} do not match {g:?}"
             ));
         }
-        Ok(vec![g.co, g.ci, g.kh, g.kw])
+        let weight = vec![g.co, g.ci, g.kh, g.kw];
+        Ok(if self.splits > 1 {
+            [vec![self.splits], weight].concat()
+        } else {
+            weight
+        })
     }
 
     fn backward(
@@ -436,9 +472,19 @@ impl Op for Conv2dGradWeight {
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
         let g = &self.geometry;
-        let mut out = vec![0.0; g.co * g.ci * g.kh * g.kw];
-        for_each_mac(g, |xi, wi, yi| out[wi] += x[0].data[xi] * x[1].data[yi]);
-        HostTensor::new(&[g.co, g.ci, g.kh, g.kw], out)
+        let weights = g.co * g.ci * g.kh * g.kw;
+        let chunk = g.gemm(ConvPass::GradWeight).2.div_ceil(self.splits);
+        let mut out = vec![0.0; self.splits * weights];
+        for_each_mac(g, |xi, wi, yi| {
+            // K runs over (n, oy, ox): yi without its channel.
+            let hwo = g.ho() * g.wo();
+            let k = (yi / (g.co * hwo)) * hwo + yi % hwo;
+            out[(k / chunk) * weights + wi] += x[0].data[xi] * x[1].data[yi];
+        });
+        let shape = self
+            .output_shape(&[&x[0].shape, &x[1].shape])
+            .expect("checked shapes");
+        HostTensor::new(&shape, out)
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
@@ -446,6 +492,7 @@ impl Op for Conv2dGradWeight {
             gpu,
             ConvPass::GradWeight,
             &self.geometry,
+            self.splits,
             (x[1].buffer, x[0].buffer, y.buffer),
         )
     }

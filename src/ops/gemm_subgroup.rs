@@ -14,7 +14,7 @@
 //! of an input gradient, see conv2d.rs), 1 a, 2 b, 3 c (written). Matmul binds vec4 arrays (row-major;
 //! A [M,K] or [K,M] transposed, B [K,N] or [N,K]) and needs K % 4 == 0, N % 4 == 0, and M % 4 == 0
 //! when A is transposed; convolutions bind f32 arrays and take any shape. Dispatch:
-//! (ceil(N / (16 SG)), ceil(M / (64 SUBGROUPS)), 1). Rows and columns past the edge load clamped
+//! (ceil(N / (16 SG)), ceil(M / (64 SUBGROUPS)), splits of K (convolutions only)). Rows and columns past the edge load clamped
 //! or zero values and are never stored.
 
 use std::fmt::Write;
@@ -78,7 +78,9 @@ const BINDINGS_VEC4: &str = "struct Params { m: u32, n: u32, k: u32, _pad: u32, 
 
 /// Bindings and element functions of the convolution passes; geometry comes from the uniform
 /// `Params` (the layout of gemm_tiled.wgsl).
-const CONV_PRELUDE: &str = "struct Params { m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32, _pad0: u32, _pad1: u32,
+const CONV_PRELUDE: &str = "struct Params { m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32,
+    // K per split (workgroup z computes [z chunk, (z + 1) chunk) into the z-th slice of C); 0: all.
+    chunk: u32, _pad1: u32,
     // The input gradient's parity class (see conv2d.rs): residues, first index, extent, taps.
     ry: u32, rx: u32, jy0: u32, jx0: u32, hc: u32, wc: u32, th: u32, tw: u32, }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -165,7 +167,7 @@ fn conv_snippets(pass: ConvPass) -> ConvSnippets {
             k_setup: "let ka{kk} = k2{kk} * i32(p.co) * hwo + k1{kk} * i32(p.wo) + k0{kk}; let kb{kk} = k2{kk} * i32(p.ci) * hw; let iy{kk} = k1{kk} * i32(p.stride) - i32(p.pad); let ix{kk} = k0{kk} * i32(p.stride) - i32(p.pad);",
             a_elem: "a_or_zero(ka{kk} + rowoff{r}, row_ok{r} && k_ok{kk})",
             b_elem: "pixel(kb{kk} + cioff{c}, iy{kk} + ky{c}, ix{kk} + kx{c}, col_ok{c} && k_ok{kk})",
-            c_index: "R * i32(p.n) + column{c}",
+            c_index: "i32(wid.z * p.m * p.n) + R * i32(p.n) + column{c}",
         },
     }
 }
@@ -209,7 +211,11 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     if let Some(sn) = &conv {
         conv_setup(w, q, sn);
     }
-    w.push_str("  for (var k = 0u; k < p.k; k += 4u) {\n    let kc = k / 4u;\n");
+    if conv.is_some() {
+        w.push_str("  for (var k = k_begin; k < k_end; k += 4u) {\n");
+    } else {
+        w.push_str("  for (var k = 0u; k < p.k; k += 4u) {\n    let kc = k / 4u;\n");
+    }
     match (kind, &conv) {
         (GemmKind::Matmul { trans_a, trans_b }, _) => matmul_loads(w, q, trans_a, trans_b),
         (_, Some(sn)) => conv_loads(w, q, sn),
@@ -312,7 +318,11 @@ fn conv_setup(w: &mut String, q: usize, sn: &ConvSnippets) {
         );
         let _ = writeln!(w, "  {}", fill(&setup, &[("{r}", r)]));
     }
-    w.push_str("  var k2 = 0;\n  var k1 = 0;\n  var k0 = 0;\n");
+    let (lim1, lim0) = sn.limits;
+    let _ = writeln!(
+        w,
+        "  let chunk = select(p.chunk, p.k, p.chunk == 0u);\n  let k_begin = wid.z * chunk;\n  let k_end = min(p.k, k_begin + chunk);\n  var k2 = 0;\n  var k1 = 0;\n  var k0 = 0;\n  if (k_begin > 0u) {{\n    let kb = i32(k_begin);\n    k2 = kb / ({lim1} * {lim0});\n    k1 = (kb / {lim0}) % {lim1};\n    k0 = kb % {lim0};\n  }}"
+    );
 }
 
 /// The operands element by element through the pass's snippets; the counters advance by 4.
@@ -320,7 +330,7 @@ fn conv_loads(w: &mut String, q: usize, sn: &ConvSnippets) {
     let (lim1, lim0) = sn.limits;
     w.push_str("    let ki = i32(k);\n");
     for kk in 0..4 {
-        let setup = format!("let k2{{kk}} = k2; let k1{{kk}} = k1; let k0{{kk}} = k0; let kidx{{kk}} = ki + {kk}; let k_ok{{kk}} = kidx{{kk}} < i32(p.k); {}", sn.k_setup);
+        let setup = format!("let k2{{kk}} = k2; let k1{{kk}} = k1; let k0{{kk}} = k0; let kidx{{kk}} = ki + {kk}; let k_ok{{kk}} = kidx{{kk}} < i32(k_end); {}", sn.k_setup);
         let _ = writeln!(w, "    {}", fill(&setup, &[("{kk}", kk)]));
         let _ = writeln!(w, "    k0 += 1;\n    if (k0 == {lim0}) {{ k0 = 0; k1 += 1; }}\n    if (k1 == {lim1}) {{ k1 = 0; k2 += 1; }}");
     }
