@@ -260,21 +260,6 @@ impl Op for CenteredVarGrad {
         Ok(x[0].to_vec())
     }
 
-    fn backward(
-        &self,
-        _: &mut Graph,
-        _: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        assert!(
-            !needs.iter().any(|&n| n),
-            "second derivatives of batch norm are not implemented"
-        );
-        vec![None; 3]
-    }
-
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
         let s = 2.0 * f64::from(self.scale);
         let mut out = vec![0.0; x[0].data.len()];
@@ -406,21 +391,6 @@ impl Op for BnScaleGrad {
         Ok(x[0].to_vec())
     }
 
-    fn backward(
-        &self,
-        _: &mut Graph,
-        _: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        assert!(
-            !needs.iter().any(|&n| n),
-            "second derivatives of batch norm are not implemented"
-        );
-        vec![None; 3]
-    }
-
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
         let eps = f64::from(self.eps);
         let mut out = vec![0.0; x[0].data.len()];
@@ -472,21 +442,6 @@ impl Op for ChannelDotNormalized {
             x[0],
             &x[2..],
         )?])
-    }
-
-    fn backward(
-        &self,
-        _: &mut Graph,
-        _: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        assert!(
-            !needs.iter().any(|&n| n),
-            "second derivatives of batch norm are not implemented"
-        );
-        vec![None; 4]
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
@@ -543,21 +498,6 @@ impl Op for BnStatGrad {
             return Err(format!("bn_stat_grad needs three [C] tensors, got {x:?}"));
         }
         Ok(x[0].to_vec())
-    }
-
-    fn backward(
-        &self,
-        _: &mut Graph,
-        _: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        assert!(
-            !needs.iter().any(|&n| n),
-            "second derivatives of batch norm are not implemented"
-        );
-        vec![None; 3]
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {

@@ -97,21 +97,6 @@ impl Op for ByolLossGrad {
         Ok(s)
     }
 
-    fn backward(
-        &self,
-        _: &mut Graph,
-        _: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        assert!(
-            !needs.iter().any(|&n| n),
-            "second derivatives of byol_loss are not implemented"
-        );
-        vec![None, None, None]
-    }
-
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
         let (_, cols) = rows_cols(&x[0].shape);
         let eps = f64::from(NORM_EPS);

@@ -3,7 +3,6 @@
 
 use super::{elementwise_st, numel, same_shapes, HostTensor, Op, OpKind, TensorRef};
 use crate::gpu::{Dispatch, Gpu};
-use crate::graph::{Graph, TensorId};
 use crate::Result;
 
 #[derive(Debug, Clone, Copy)]
@@ -23,17 +22,6 @@ impl Op for EmaUpdate {
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
         same_shapes("ema_update", x)
-    }
-
-    fn backward(
-        &self,
-        _: &mut Graph,
-        x: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        _: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        vec![None; x.len()]
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {

@@ -131,7 +131,7 @@ struct ConvSnippets {
     a_elem: &'static str,
     /// B[k {kk}, column {c}].
     b_elem: &'static str,
-    /// The index in C of (row, column {c}) for row `R`.
+    /// The index in C of (row {row}, column {c}).
     c_index: &'static str,
 }
 
@@ -145,7 +145,7 @@ fn conv_snippets(pass: ConvPass) -> ConvSnippets {
             k_setup: "let koff{kk} = k2{kk} * hw;",
             a_elem: "a_or_zero(rowoff{r} + kidx{kk}, row_ok{r} && k_ok{kk})",
             b_elem: "pixel(base{c} + koff{kk}, iy{c} + k1{kk}, ix{c} + k0{kk}, col_ok{c} && k_ok{kk})",
-            c_index: "out{c} + R * hwo",
+            c_index: "out{c} + {row} * hwo",
         },
         // One parity class of dx (see conv2d.rs): A = weight seen as [Ci, (co, ty, tx)] at taps
         // ky = ry + stride ty; B = dy at (jy - ty, jx - tx); C = dx [n, ci, y, x].
@@ -156,7 +156,7 @@ fn conv_snippets(pass: ConvPass) -> ConvSnippets {
             k_setup: "let ka{kk} = k2{kk} * i32(p.ci) * taps + (i32(p.ry) + k1{kk} * i32(p.stride)) * i32(p.kw) + i32(p.rx) + k0{kk} * i32(p.stride); let koff{kk} = k2{kk} * hwo;",
             a_elem: "a_or_zero(ka{kk} + rowoff{r}, row_ok{r} && k_ok{kk})",
             b_elem: "dy_at(base{c} + koff{kk}, jy{c} - k1{kk}, jx{c} - k0{kk}, col_ok{c} && k_ok{kk})",
-            c_index: "out{c} + R * hw",
+            c_index: "out{c} + {row} * hw",
         },
         // A = dy seen as [Co, (n, oy, ox)]; B = patches transposed [(n, oy, ox), (ci, ky, kx)];
         // C = dw [co, (ci, ky, kx)].
@@ -167,7 +167,7 @@ fn conv_snippets(pass: ConvPass) -> ConvSnippets {
             k_setup: "let ka{kk} = k2{kk} * i32(p.co) * hwo + k1{kk} * i32(p.wo) + k0{kk}; let kb{kk} = k2{kk} * i32(p.ci) * hw; let iy{kk} = k1{kk} * i32(p.stride) - i32(p.pad); let ix{kk} = k0{kk} * i32(p.stride) - i32(p.pad);",
             a_elem: "a_or_zero(ka{kk} + rowoff{r}, row_ok{r} && k_ok{kk})",
             b_elem: "pixel(kb{kk} + cioff{c}, iy{kk} + ky{c}, ix{kk} + kx{c}, col_ok{c} && k_ok{kk})",
-            c_index: "i32(wid.z * p.m * p.n) + R * i32(p.n) + column{c}",
+            c_index: "i32(wid.z * p.m * p.n) + {row} * i32(p.n) + column{c}",
         },
     }
 }
@@ -245,7 +245,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
                     for e in 0..4 {
                         let col = 4 * j + e;
                         let index = fill(sn.c_index, &[("{c}", col)])
-                            .replace('R', &format!("i32(row + {i}u)"));
+                            .replace("{row}", &format!("i32(row + {i}u)"));
                         let _ = writeln!(
                             w,
                             "    if (col_ok_c{col}) {{ c[{index}] = acc{i}_{j}[{e}]; }}"

@@ -110,21 +110,6 @@ impl Op for L2NormalizeGrad {
         same_shapes("l2_normalize_grad", x)
     }
 
-    fn backward(
-        &self,
-        _: &mut Graph,
-        _: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        assert!(
-            !needs.iter().any(|&n| n),
-            "second derivatives of l2_normalize are not implemented"
-        );
-        vec![None, None]
-    }
-
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
         let (_, cols) = rows_cols(&x[0].shape);
         let eps = f64::from(NORM_EPS);

@@ -104,15 +104,20 @@ pub trait Op: std::fmt::Debug + Send + Sync {
     fn output_shape(&self, inputs: &[&[usize]]) -> std::result::Result<Vec<usize>, String>;
 
     /// Adds the nodes computing the gradient of each input from `dy`, the gradient of the
-    /// output `y`; `None` where no gradient flows or `needs[i]` is false.
+    /// output `y`; `None` where no gradient flows or `needs[i]` is false. By default an op has
+    /// no gradient: gradient ops themselves (second derivatives are never taken) and in-place
+    /// updates, which come after the loss.
     fn backward(
         &self,
-        g: &mut Graph,
+        _g: &mut Graph,
         x: &[TensorId],
-        y: TensorId,
-        dy: TensorId,
+        _y: TensorId,
+        _dy: TensorId,
         needs: &[bool],
-    ) -> Vec<Option<TensorId>>;
+    ) -> Vec<Option<TensorId>> {
+        assert!(!needs.iter().any(|&n| n), "{} has no gradient", self.name());
+        vec![None; x.len()]
+    }
 
     /// The output computed on the host in f64 (for `InPlace`, the new value of input 0).
     fn reference(&self, x: &[&HostTensor]) -> HostTensor;

@@ -4,7 +4,6 @@
 
 use super::{elementwise_grid, numel, HostTensor, Op, OpKind, Params, TensorRef};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
-use crate::graph::{Graph, TensorId};
 use crate::Result;
 
 /// LARS's constants for one tensor.
@@ -47,10 +46,6 @@ fn launch(
     )?])
 }
 
-fn no_gradient(x: &[TensorId]) -> Vec<Option<TensorId>> {
-    vec![None; x.len()]
-}
-
 /// [sum w^2, sum (g + wd w)^2]; inputs (w, g).
 #[derive(Debug, Clone, Copy)]
 pub struct SquaredNorms {
@@ -65,17 +60,6 @@ impl Op for SquaredNorms {
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
         super::same_shapes("squared_norms", x)?;
         Ok(vec![2])
-    }
-
-    fn backward(
-        &self,
-        _: &mut Graph,
-        x: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        _: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        no_gradient(x)
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
@@ -126,17 +110,6 @@ impl Op for LarsMomentum {
             return Err(format!("lars_momentum needs norms [2], got {:?}", x[3]));
         }
         Ok(x[0].to_vec())
-    }
-
-    fn backward(
-        &self,
-        _: &mut Graph,
-        x: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        _: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        no_gradient(x)
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
@@ -201,17 +174,6 @@ impl Op for ApplyUpdate {
         Ok(x[0].to_vec())
     }
 
-    fn backward(
-        &self,
-        _: &mut Graph,
-        x: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        _: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        no_gradient(x)
-    }
-
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
         let lr = x[2].data[0];
         HostTensor::new(
@@ -253,17 +215,6 @@ impl Op for EmaTarget {
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
         super::same_shapes("ema_target", &x[..2])?;
         Ok(x[0].to_vec())
-    }
-
-    fn backward(
-        &self,
-        _: &mut Graph,
-        x: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        _: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        no_gradient(x)
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {

@@ -139,21 +139,6 @@ impl Op for MaxPool2dGrad {
         Ok(x[0].to_vec())
     }
 
-    fn backward(
-        &self,
-        _: &mut Graph,
-        _: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        assert!(
-            !needs.iter().any(|&n| n),
-            "second derivatives of max pooling are not implemented"
-        );
-        vec![None, None]
-    }
-
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
         let mut out = vec![0.0; x[0].data.len()];
         for (o, i) in self.pool.argmax(x[0]).into_iter().enumerate() {

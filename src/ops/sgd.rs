@@ -2,7 +2,6 @@
 
 use super::{elementwise, numel, same_shapes, HostTensor, Op, OpKind, TensorRef};
 use crate::gpu::{Dispatch, Gpu};
-use crate::graph::{Graph, TensorId};
 use crate::Result;
 
 #[derive(Debug)]
@@ -21,17 +20,6 @@ impl Op for SgdUpdate {
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
         same_shapes("sgd_update", x)
-    }
-
-    fn backward(
-        &self,
-        _: &mut Graph,
-        x: &[TensorId],
-        _: TensorId,
-        _: TensorId,
-        _: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        vec![None; x.len()]
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
