@@ -57,6 +57,8 @@ fn generated_convolution_kernels_validate() {
         let kind = GemmKind::Conv(pass);
         validate(&kind.cache_name(8), &gemm_subgroup::source(8, kind));
     }
+    let kind = GemmKind::ConvWeightGradByTaps;
+    validate(&kind.cache_name(8), &gemm_subgroup::source(8, kind));
 }
 
 #[test]

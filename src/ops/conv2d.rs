@@ -204,11 +204,21 @@ pub fn dispatch(
         )?]);
     }
     let sg = gpu.fixed_subgroup_size().expect("checked by available()");
-    let key = gemm_subgroup::key(sg, GemmKind::Conv(pass));
     let (rows, cols) = (
         gemm_subgroup::ROWS * gemm_subgroup::SUBGROUPS,
         gemm_subgroup::columns_per_workgroup(sg),
     );
+    if pass == ConvPass::GradWeight && n < m {
+        // Fewer taps than output channels: taps as rows, channels as the lanes' columns.
+        let key = gemm_subgroup::key(sg, GemmKind::ConvWeightGradByTaps);
+        return Ok(vec![gpu.dispatch(
+            &key,
+            &geometry_params(g, (n, m, k), chunk).padded(24),
+            &bindings,
+            groups(n, m, rows, cols),
+        )?]);
+    }
+    let key = gemm_subgroup::key(sg, GemmKind::Conv(pass));
     if pass != ConvPass::GradInput {
         return Ok(vec![gpu.dispatch(
             &key,

@@ -37,6 +37,11 @@ pub enum GemmKind {
     },
     /// A convolution pass; its geometry comes from the uniform buffer.
     Conv(ConvPass),
+    /// The weight gradient computed transposed: rows are the filter taps (ci, ky, kx), columns
+    /// the output channels, stored into dw [Co, Ci*Kh*Kw]. Lanes own columns, so a layer with
+    /// fewer taps than channels (the stem: 27 taps, 64 channels) keeps more lanes busy this way.
+    /// Bindings as for the weight gradient (a = dy, b = x).
+    ConvWeightGradByTaps,
 }
 
 impl GemmKind {
@@ -49,6 +54,9 @@ impl GemmKind {
                 u8::from(*trans_b)
             ),
             GemmKind::Conv(pass) => format!("gemm_subgroup_{subgroup_size}_{pass:?}"),
+            GemmKind::ConvWeightGradByTaps => {
+                format!("gemm_subgroup_{subgroup_size}_GradWeightByTaps")
+            }
         }
     }
 }
@@ -172,6 +180,20 @@ fn conv_snippets(pass: ConvPass) -> ConvSnippets {
     }
 }
 
+/// See `GemmKind::ConvWeightGradByTaps`: A = patches [(ci, ky, kx), (n, oy, ox)] (read from b),
+/// B = dy seen as [(n, oy, ox), Co] (read from a), C = dw [co, (ci, ky, kx)].
+fn weight_grad_by_taps_snippets() -> ConvSnippets {
+    ConvSnippets {
+        limits: ("i32(p.ho)", "i32(p.wo)"),
+        col_setup: "let cooff{c} = cc{c} * hwo;",
+        row_setup: "let rr{r} = min(row{r}, i32(p.m) - 1); let cioff{r} = (rr{r} / taps) * hw; let ky{r} = (rr{r} % taps) / i32(p.kw); let kx{r} = rr{r} % i32(p.kw);",
+        k_setup: "let kdy{kk} = k2{kk} * i32(p.co) * hwo + k1{kk} * i32(p.wo) + k0{kk}; let kb{kk} = k2{kk} * i32(p.ci) * hw; let iy{kk} = k1{kk} * i32(p.stride) - i32(p.pad); let ix{kk} = k0{kk} * i32(p.stride) - i32(p.pad);",
+        a_elem: "pixel(kb{kk} + cioff{r}, iy{kk} + ky{r}, ix{kk} + kx{r}, row_ok{r} && k_ok{kk})",
+        b_elem: "a_or_zero(kdy{kk} + cooff{c}, col_ok{c} && k_ok{kk})",
+        c_index: "i32(wid.z * p.m * p.n) + column{c} * i32(p.m) + {row}",
+    }
+}
+
 /// The kernel's WGSL for one subgroup size and GEMM.
 pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     let sg = subgroup_size;
@@ -185,7 +207,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     );
     match kind {
         GemmKind::Matmul { .. } => w.push_str(BINDINGS_VEC4),
-        GemmKind::Conv(_) => w.push_str(CONV_PRELUDE),
+        GemmKind::Conv(_) | GemmKind::ConvWeightGradByTaps => w.push_str(CONV_PRELUDE),
     }
     let _ = writeln!(
         w,
@@ -206,6 +228,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     }
     let conv = match kind {
         GemmKind::Conv(pass) => Some(conv_snippets(pass)),
+        GemmKind::ConvWeightGradByTaps => Some(weight_grad_by_taps_snippets()),
         GemmKind::Matmul { .. } => None,
     };
     if let Some(sn) = &conv {
@@ -240,7 +263,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
                 GemmKind::Matmul { .. } => {
                     let _ = writeln!(w, "    if (col4 + {j}u < n4) {{ c[(row + {i}u) * n4 + col4 + {j}u] = acc{i}_{j}; }}");
                 }
-                GemmKind::Conv(..) => {
+                GemmKind::Conv(..) | GemmKind::ConvWeightGradByTaps => {
                     let sn = conv.as_ref().unwrap();
                     for e in 0..4 {
                         let col = 4 * j + e;
