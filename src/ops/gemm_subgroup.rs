@@ -7,15 +7,17 @@
 //! which every lane loads 64 / SG rows of A and broadcasts them to the others, while keeping its
 //! own 16 columns of B: per step of 4 along K a lane loads 64 / SG + 16 groups of 4 values for
 //! 1024 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll loops of
-//! this size, so the source is generated unrolled. Convolution geometry is baked in as
-//! constants, so its index arithmetic folds into multiplies and shifts.
+//! this size, so the source is generated unrolled. Convolutions read their geometry from the
+//! uniform buffer, so one pipeline serves every layer: per-row and per-column index terms are
+//! computed before the K loop, and K is walked by counters rather than divisions.
 //!
-//! Bindings: 0 params ({m, n, k} for matmul; for convolutions the geometry, and the parity class
-//! of an input gradient, see conv2d.rs), 1 a, 2 b, 3 c (written). Matmul binds vec4 arrays (row-major;
-//! A [M,K] or [K,M] transposed, B [K,N] or [N,K]) and needs K % 4 == 0, N % 4 == 0, and M % 4 == 0
-//! when A is transposed; convolutions bind f32 arrays and take any shape. Dispatch:
-//! (ceil(N / (16 SG)), ceil(M / (64 SUBGROUPS)), splits of K (convolutions only)). Rows and columns past the edge load clamped
-//! or zero values and are never stored.
+//! Bindings: 0 params ({m, n, k} for matmul; for convolutions the geometry, the K chunk of a
+//! split-K weight gradient and the parity class of an input gradient, see conv2d.rs), 1 a, 2 b,
+//! 3 c (written). Matmul binds vec4 arrays (row-major; A [M,K] or [K,M] transposed, B [K,N] or
+//! [N,K]) and needs K % 4 == 0, N % 4 == 0, and M % 4 == 0 when A is transposed; convolutions bind
+//! f32 arrays and take any shape. Dispatch: (ceil(N / (16 SG)), ceil(M / (64 SUBGROUPS)), splits
+//! of K (convolutions only)). Rows and columns past the edge load clamped or zero values and are
+//! never stored.
 
 use std::fmt::Write;
 
@@ -216,10 +218,13 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     );
     let _ = writeln!(w, "  let row = (wid.y * {SUBGROUPS}u + sg) * {ROWS}u;");
     let _ = writeln!(w, "  let col4 = (wid.x * {sg}u + lane) * {COL4}u;");
-    w.push_str("  let k4 = p.k / 4u;\n  let n4 = p.n / 4u;\n  let m4 = p.m / 4u;\n");
     let _ = writeln!(w, "  let own_row = row + lane * {q}u;");
-    for j in 0..COL4 {
-        let _ = writeln!(w, "  let bc{j} = min(col4 + {j}u, max(n4, 1u) - 1u);");
+    if let GemmKind::Matmul { .. } = kind {
+        // vec4 counts along each matrix's rows, and this lane's vec4 columns of B.
+        w.push_str("  let k4 = p.k / 4u;\n  let n4 = p.n / 4u;\n  let m4 = p.m / 4u;\n");
+        for j in 0..COL4 {
+            let _ = writeln!(w, "  let bc{j} = min(col4 + {j}u, n4 - 1u);");
+        }
     }
     for i in 0..ROWS {
         for j in 0..COL4 {
