@@ -297,15 +297,7 @@ pub fn resnet18_images_per_s(gpu: &Arc<Gpu>, batch: usize) -> Result<(f64, f64)>
             vec![y]
         };
         let exe = Executable::new(gpu, &g, &outputs)?;
-        for p in &params {
-            let n = p.shape.iter().product();
-            let value = if p.name.ends_with("running_var")
-                || (p.role == ParamRole::Bias && p.name.ends_with("weight"))
-            {
-                vec![1.0; n]
-            } else {
-                filler(n, 4).iter().map(|v| v * 0.1).collect()
-            };
+        for (p, value) in params.iter().zip(crate::nn::initial_values(&params, 0)) {
             exe.write(p.id, &value)?;
         }
         let images = filler(batch * 3 * 32 * 32, 5);
@@ -403,17 +395,11 @@ pub fn step_report(gpu: &Arc<Gpu>, batch: usize, steps: usize) -> Result<StepRep
     };
     let step = crate::byol::ByolStep::build(&nets, batch, [3, 32, 32], &lars)?;
     let exe = Executable::new(gpu, &step.graph, &[step.loss])?;
-    for p in &step.params {
-        let n = p.shape.iter().product();
-        let value = match p.role {
-            ParamRole::OptimizerState => vec![0.0; n],
-            _ if p.name.ends_with("running_var")
-                || (p.role == ParamRole::Bias && p.name.ends_with("weight")) =>
-            {
-                vec![1.0; n]
-            }
-            _ => filler(n, 6).iter().map(|v| v * 0.05).collect(),
-        };
+    for (p, value) in step
+        .params
+        .iter()
+        .zip(step.initial_values(0, crate::byol::TargetInit::Copy))
+    {
         exe.write(p.id, &value)?;
     }
     let views = [

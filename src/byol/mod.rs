@@ -19,6 +19,16 @@ pub struct ByolNets {
     pub predictor: bool,
 }
 
+/// How the target network starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetInit {
+    /// The online network's initial weights (most implementations).
+    Copy,
+    /// A draw of its own, as the authors' reference code does.
+    Random,
+}
+
 /// The step's graph and the tensors a trainer feeds and reads.
 pub struct ByolStep {
     pub graph: Graph,
@@ -36,6 +46,25 @@ pub struct ByolStep {
 }
 
 impl ByolStep {
+    /// Initial values of every parameter, in `params` order: the online networks drawn from
+    /// `seed` (torchvision's initialisation), the target a copy of them or its own draw, the
+    /// momentum buffers zero. The target's batch-norm running statistics start at 0 and 1
+    /// either way.
+    pub fn initial_values(&self, seed: u64, target: TargetInit) -> Vec<Vec<f32>> {
+        let mut values = crate::nn::initial_values(&self.params, seed);
+        if target == TargetInit::Copy {
+            for (i, p) in self.params.iter().enumerate() {
+                if let Some(online) = p.name.strip_prefix("target.") {
+                    let twin = format!("online.{online}");
+                    if let Some(j) = self.params.iter().position(|q| q.name == twin) {
+                        values[i] = values[j].clone();
+                    }
+                }
+            }
+        }
+        values
+    }
+
     pub fn build(nets: &ByolNets, batch: usize, image: [usize; 3], lars: &Lars) -> Result<Self> {
         let mut graph = Graph::new();
         let shape = [batch, image[0], image[1], image[2]];
