@@ -1,8 +1,9 @@
 // optim: LARS and the target network's EMA, in place, with the step's learning rate and tau
 // read from a small schedule buffer (so schedules change without new pipelines).
-// Bindings: 0 params {n, excluded, momentum, weight_decay, eta}, 1 w (parameter), 2 g (gradient,
-// or the online parameter for the EMA), 3 norms ([sum w^2, sum u^2]) or the schedule
-// ([lr, tau]), 4 out (updated in place: the momentum buffer, or the parameter).
+// Bindings: 0 params {n, excluded, momentum, weight_decay, eta}, 1 w (the parameter; for
+// apply_update the momentum buffer, for ema_target the online parameter), 2 g (gradient),
+// 3 norms ([sum w^2, sum u^2]) or the schedule ([lr, tau]), 4 out (updated in place: the
+// momentum buffer, or the parameter).
 // squared_norms: one workgroup of 256 over the tensor; dispatch (1, 1, 1).
 // Others: one invocation per element; dispatch grid_1d(ceil(n / 256)), linear workgroup index
 // wid.x + wid.y * num_workgroups.x.
@@ -82,13 +83,13 @@ fn apply_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// The target parameter `out` <- tau out + (1 - tau) g, g binding the online parameter and
+// The target parameter `out` <- tau out + (1 - tau) w, w binding the online parameter and
 // aux the schedule ([lr, tau]).
 @compute @workgroup_size(256, 1, 1)
 fn ema_target(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = index(wid, nwg, lid);
     if (i < p.n) {
         let tau = aux[1];
-        out[i] = tau * out[i] + (1.0 - tau) * g[i];
+        out[i] = tau * out[i] + (1.0 - tau) * w[i];
     }
 }

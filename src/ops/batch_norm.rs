@@ -2,8 +2,8 @@
 //! the batch mean, the variance about it, the normalise-and-scale transform, and their gradients.
 //! Composed by `nn::BatchNorm`: training uses the batch's statistics, inference the running ones.
 
-use super::{numel, HostTensor, Op, Params, TensorRef};
-use crate::gpu::{grid_1d, Dispatch, Gpu, KernelKey, WORKGROUP_1D};
+use super::{numel, per_element, HostTensor, Op, Params, TensorRef};
+use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
 
@@ -45,20 +45,7 @@ fn launch(
         .f(eps)
         .f(scale)
         .padded(8);
-    let grid = grid_1d(
-        u32::try_from(groups).expect("tensor too large"),
-        gpu.limits.max_compute_workgroups_per_dimension,
-    );
-    Ok(vec![gpu.dispatch(
-        &KernelKey::new("batchnorm", entry),
-        &params,
-        bindings,
-        grid,
-    )?])
-}
-
-fn pointwise_groups(len: usize) -> usize {
-    len.div_ceil(WORKGROUP_1D as usize)
+    super::launch(gpu, ("batchnorm", entry), &params, bindings, groups)
 }
 
 /// Host loop over (element index, channel) of a [N, C, S] view.
@@ -178,7 +165,7 @@ impl Op for ChannelBroadcast {
             v,
             (0.0, self.scale),
             &[(1, x[0].buffer), (6, y.buffer)],
-            pointwise_groups(numel(&self.shape)),
+            per_element(numel(&self.shape)),
         )
     }
 }
@@ -283,7 +270,7 @@ impl Op for CenteredVarGrad {
             v,
             (0.0, self.scale),
             &bindings,
-            pointwise_groups(numel(x[0].shape)),
+            per_element(numel(x[0].shape)),
         )
     }
 }
@@ -370,7 +357,7 @@ impl Op for BnApply {
             v,
             (self.eps, 0.0),
             &bindings,
-            pointwise_groups(numel(x[0].shape)),
+            per_element(numel(x[0].shape)),
         )
     }
 }
@@ -414,7 +401,7 @@ impl Op for BnScaleGrad {
             v,
             (self.eps, 0.0),
             &bindings,
-            pointwise_groups(numel(x[0].shape)),
+            per_element(numel(x[0].shape)),
         )
     }
 }
@@ -532,7 +519,7 @@ impl Op for BnStatGrad {
             (1, c, 1),
             (self.eps, 0.0),
             &bindings,
-            pointwise_groups(c),
+            per_element(c),
         )
     }
 }

@@ -1,7 +1,7 @@
 //! Row-wise L2 normalisation, y = x / max(||x||, eps), as torch.nn.functional.normalize.
 
 use super::{numel, same_shapes, HostTensor, Op, Params, TensorRef};
-use crate::gpu::{grid_1d, Dispatch, Gpu, KernelKey};
+use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
 
@@ -28,16 +28,7 @@ pub(crate) fn rownorm(
         .u(0)
         .f(NORM_EPS)
         .padded(8);
-    let grid = grid_1d(
-        u32::try_from(rows).expect("too many rows"),
-        gpu.limits.max_compute_workgroups_per_dimension,
-    );
-    Ok(vec![gpu.dispatch(
-        &KernelKey::new("rownorm", entry),
-        &params,
-        bindings,
-        grid,
-    )?])
+    super::launch(gpu, ("rownorm", entry), &params, bindings, rows)
 }
 
 fn row_norms(x: &HostTensor) -> Vec<f64> {

@@ -31,7 +31,7 @@ pub use ema::EmaUpdate;
 pub use l2norm::{L2Normalize, L2NormalizeGrad};
 pub use matmul::{MatMul, MatmulKernel};
 pub use mul::Mul;
-pub use optim::{ApplyUpdate, EmaTarget, LarsMomentum, LarsParams, SquaredNorms};
+pub use optim::{LarsMomentum, LarsParams, ScheduledRule, ScheduledUpdate, SquaredNorms};
 pub use pool::{MaxPool2d, MaxPool2dGrad};
 pub use reduce::{BroadcastAxis, SumAxis};
 pub use relu::{Relu, ReluGrad};
@@ -150,11 +150,28 @@ impl Params {
     }
 }
 
-/// Workgroups for one invocation per element of `n`, 256 per workgroup.
-pub(crate) fn elementwise_grid(gpu: &Gpu, n: usize) -> [u32; 3] {
-    let groups =
-        u32::try_from(n.div_ceil(crate::gpu::WORKGROUP_1D as usize)).expect("too many elements");
-    crate::gpu::grid_1d(groups, gpu.limits.max_compute_workgroups_per_dimension)
+/// Workgroups of 256 for one invocation per element of `n`.
+pub(crate) fn per_element(n: usize) -> usize {
+    n.div_ceil(crate::gpu::WORKGROUP_1D as usize)
+}
+
+/// The launch of `shader`'s `entry` over `groups` one-dimensional workgroups (folded into y past
+/// the adapter's per-dimension limit; kernels read the linear index as wid.x + wid.y * nwg.x).
+pub(crate) fn launch(
+    gpu: &Gpu,
+    (shader, entry): (&'static str, &'static str),
+    params: &[u32],
+    bindings: &[(u32, &wgpu::Buffer)],
+    groups: usize,
+) -> Result<Vec<Dispatch>> {
+    let groups = u32::try_from(groups).expect("too many workgroups");
+    let grid = crate::gpu::grid_1d(groups, gpu.limits.max_compute_workgroups_per_dimension);
+    Ok(vec![gpu.dispatch(
+        &crate::gpu::KernelKey::new(shader, entry),
+        params,
+        bindings,
+        grid,
+    )?])
 }
 
 /// Launch of an `elementwise.wgsl` entry over `n` outputs with constants s and t.
@@ -173,13 +190,13 @@ pub(crate) fn elementwise_st(
         .f(s)
         .f(t)
         .padded(8);
-    let key = crate::gpu::KernelKey::new("elementwise", entry);
-    Ok(vec![gpu.dispatch(
-        &key,
+    launch(
+        gpu,
+        ("elementwise", entry),
         &params,
         bindings,
-        elementwise_grid(gpu, n),
-    )?])
+        per_element(n),
+    )
 }
 
 /// Launch of an `elementwise.wgsl` entry over `n` outputs with one constant s.

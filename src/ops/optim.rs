@@ -2,8 +2,8 @@
 //! network's EMA, in place, reading the step's learning rate and tau from a schedule tensor
 //! [lr, tau] that the trainer writes every step.
 
-use super::{elementwise_grid, numel, HostTensor, Op, OpKind, Params, TensorRef};
-use crate::gpu::{Dispatch, Gpu, KernelKey};
+use super::{launch, numel, per_element, HostTensor, Op, OpKind, Params, TensorRef};
+use crate::gpu::{Dispatch, Gpu};
 use crate::Result;
 
 /// LARS's constants for one tensor.
@@ -29,21 +29,6 @@ impl LarsParams {
             .f(self.eta)
             .padded(8)
     }
-}
-
-fn launch(
-    gpu: &Gpu,
-    entry: &'static str,
-    uniform: &[u32],
-    bindings: &[(u32, &wgpu::Buffer)],
-    grid: [u32; 3],
-) -> Result<Vec<Dispatch>> {
-    Ok(vec![gpu.dispatch(
-        &KernelKey::new("optim", entry),
-        uniform,
-        bindings,
-        grid,
-    )?])
 }
 
 /// [sum w^2, sum (g + wd w)^2]; inputs (w, g).
@@ -83,10 +68,10 @@ impl Op for SquaredNorms {
         };
         launch(
             gpu,
-            "squared_norms",
+            ("optim", "squared_norms"),
             &lars.uniform(numel(x[0].shape)),
             &[(1, x[0].buffer), (2, x[1].buffer), (4, y.buffer)],
-            [1, 1, 1],
+            1,
         )
     }
 }
@@ -148,21 +133,31 @@ impl Op for LarsMomentum {
         ];
         launch(
             gpu,
-            "lars_momentum",
+            ("optim", "lars_momentum"),
             &self.0.uniform(n),
             &bindings,
-            elementwise_grid(gpu, n),
+            per_element(n),
         )
     }
 }
 
-/// The parameter w <- w - lr m, in place; inputs (w, m, schedule [lr, tau]).
-#[derive(Debug, Clone, Copy)]
-pub struct ApplyUpdate;
+/// What a scheduled in-place update does with the step's schedule [lr, tau].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduledRule {
+    /// The parameter w <- w - lr m, m the momentum buffer: LARS's step.
+    Step,
+    /// The target parameter xi <- tau xi + (1 - tau) theta, theta the online parameter.
+    Ema,
+}
 
-impl Op for ApplyUpdate {
+/// An in-place update driven by the schedule; inputs (w, v, schedule) with v the momentum
+/// buffer (`Step`) or the online parameter (`Ema`).
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduledUpdate(pub ScheduledRule);
+
+impl Op for ScheduledUpdate {
     fn name(&self) -> String {
-        "apply_update".into()
+        format!("scheduled_update({:?})", self.0)
     }
 
     fn kind(&self) -> OpKind {
@@ -170,74 +165,41 @@ impl Op for ApplyUpdate {
     }
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
-        super::same_shapes("apply_update", &x[..2])?;
+        super::same_shapes("scheduled_update", &x[..2])?;
+        if x[2] != [2] {
+            return Err(format!(
+                "scheduled_update needs the schedule [lr, tau], got {:?}",
+                x[2]
+            ));
+        }
         Ok(x[0].to_vec())
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
-        let lr = x[2].data[0];
+        let (lr, tau) = (x[2].data[0], x[2].data[1]);
+        let update = |(w, v): (&f64, &f64)| match self.0 {
+            ScheduledRule::Step => w - lr * v,
+            ScheduledRule::Ema => tau * w + (1.0 - tau) * v,
+        };
         HostTensor::new(
             &x[0].shape,
-            x[0].data
-                .iter()
-                .zip(&x[1].data)
-                .map(|(w, m)| w - lr * m)
-                .collect(),
+            x[0].data.iter().zip(&x[1].data).map(update).collect(),
         )
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], _: &TensorRef) -> Result<Vec<Dispatch>> {
         let n = numel(x[0].shape);
-        let uniform = Params::default().u(n).padded(8);
+        let entry = match self.0 {
+            ScheduledRule::Step => "apply_update",
+            ScheduledRule::Ema => "ema_target",
+        };
+        let bindings = [(1, x[1].buffer), (3, x[2].buffer), (4, x[0].buffer)];
         launch(
             gpu,
-            "apply_update",
-            &uniform,
-            &[(1, x[1].buffer), (3, x[2].buffer), (4, x[0].buffer)],
-            elementwise_grid(gpu, n),
-        )
-    }
-}
-
-/// The target parameter xi <- tau xi + (1 - tau) theta, in place; inputs (xi, theta, schedule).
-#[derive(Debug, Clone, Copy)]
-pub struct EmaTarget;
-
-impl Op for EmaTarget {
-    fn name(&self) -> String {
-        "ema_target".into()
-    }
-
-    fn kind(&self) -> OpKind {
-        OpKind::InPlace
-    }
-
-    fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
-        super::same_shapes("ema_target", &x[..2])?;
-        Ok(x[0].to_vec())
-    }
-
-    fn reference(&self, x: &[&HostTensor]) -> HostTensor {
-        let tau = x[2].data[1];
-        HostTensor::new(
-            &x[0].shape,
-            x[0].data
-                .iter()
-                .zip(&x[1].data)
-                .map(|(xi, th)| tau * xi + (1.0 - tau) * th)
-                .collect(),
-        )
-    }
-
-    fn encode(&self, gpu: &Gpu, x: &[TensorRef], _: &TensorRef) -> Result<Vec<Dispatch>> {
-        let n = numel(x[0].shape);
-        let uniform = Params::default().u(n).padded(8);
-        launch(
-            gpu,
-            "ema_target",
-            &uniform,
-            &[(2, x[1].buffer), (3, x[2].buffer), (4, x[0].buffer)],
-            elementwise_grid(gpu, n),
+            ("optim", entry),
+            &Params::default().u(n).padded(8),
+            &bindings,
+            per_element(n),
         )
     }
 }

@@ -1,7 +1,7 @@
 //! Max pooling (square window, stride, padding that never wins) and its gradient.
 
-use super::{elementwise_grid, HostTensor, Op, Params, TensorRef};
-use crate::gpu::{Dispatch, Gpu, KernelKey};
+use super::{launch, per_element, HostTensor, Op, Params, TensorRef};
+use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
 
@@ -108,13 +108,15 @@ impl Op for MaxPool2d {
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
-        let grid = elementwise_grid(gpu, y.shape.iter().product());
-        Ok(vec![gpu.dispatch(
-            &KernelKey::new("pool", "maxpool_forward"),
-            &self.params(x[0].shape),
+        let params = self.params(x[0].shape);
+        let groups = per_element(y.shape.iter().product());
+        launch(
+            gpu,
+            ("pool", "maxpool_forward"),
+            &params,
             &[(1, x[0].buffer), (3, y.buffer)],
-            grid,
-        )?])
+            groups,
+        )
     }
 }
 
@@ -148,13 +150,14 @@ impl Op for MaxPool2dGrad {
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
-        let grid = elementwise_grid(gpu, y.shape.iter().product());
         let bindings = [(1, x[0].buffer), (2, x[1].buffer), (3, y.buffer)];
-        Ok(vec![gpu.dispatch(
-            &KernelKey::new("pool", "maxpool_backward"),
+        let groups = per_element(y.shape.iter().product());
+        launch(
+            gpu,
+            ("pool", "maxpool_backward"),
             &self.pool.params(x[0].shape),
             &bindings,
-            grid,
-        )?])
+            groups,
+        )
     }
 }

@@ -1,8 +1,8 @@
 //! Sum over one axis (scaled: the mean is a sum scaled by 1/n), and its adjoint, the
 //! broadcast along a new axis.
 
-use super::{elementwise, numel, HostTensor, Op, Params, TensorRef};
-use crate::gpu::{grid_1d, Dispatch, Gpu, KernelKey, WORKGROUP_1D};
+use super::{elementwise, launch, numel, per_element, HostTensor, Op, Params, TensorRef};
+use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
 
@@ -78,20 +78,20 @@ impl Op for SumAxis {
             .u(0)
             .f(self.scale)
             .padded(8);
-        let outputs = u32::try_from(outer * inner).expect("too many outputs");
-        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        let outputs = outer * inner;
         // Long sums into few outputs get a workgroup each; otherwise one invocation per output.
         let (entry, groups) = if mid >= 256 && outputs <= 4096 {
             ("sum_axis_group", outputs)
         } else {
-            ("sum_axis_thread", outputs.div_ceil(WORKGROUP_1D))
+            ("sum_axis_thread", per_element(outputs))
         };
-        Ok(vec![gpu.dispatch(
-            &KernelKey::new("reduce", entry),
+        launch(
+            gpu,
+            ("reduce", entry),
             &params,
             &[(1, x[0].buffer), (3, y.buffer)],
-            grid_1d(groups, max),
-        )?])
+            groups,
+        )
     }
 }
 

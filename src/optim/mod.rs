@@ -7,7 +7,7 @@ pub use schedule::{LrSchedule, TauSchedule};
 
 use crate::graph::{Graph, TensorId};
 use crate::nn::{Layers, NamedParam, ParamRole};
-use crate::ops::{ApplyUpdate, EmaTarget, LarsMomentum, LarsParams, SquaredNorms};
+use crate::ops::{LarsMomentum, LarsParams, ScheduledRule, ScheduledUpdate, SquaredNorms};
 
 /// LARS as the paper runs it (Appendix J): momentum 0.9, trust coefficient eta, weight decay;
 /// biases and batch-norm parameters excluded from both decay and trust scaling.
@@ -50,7 +50,7 @@ impl Lars {
                     &[p.id, g],
                 );
                 let m = graph.apply(LarsMomentum(lars), &[m, g, p.id, norms]);
-                graph.apply(ApplyUpdate, &[p.id, m, schedule])
+                graph.apply(ScheduledUpdate(ScheduledRule::Step), &[p.id, m, schedule])
             })
             .collect();
         layers.prefix = saved_prefix;
@@ -62,6 +62,6 @@ impl Lars {
 /// follows (already updated), with tau = `schedule[1]`.
 pub fn append_ema(graph: &mut Graph, target: &[TensorId], online: &[TensorId], schedule: TensorId) {
     for (&xi, &theta) in target.iter().zip(online) {
-        graph.apply(EmaTarget, &[xi, theta, schedule]);
+        graph.apply(ScheduledUpdate(ScheduledRule::Ema), &[xi, theta, schedule]);
     }
 }
