@@ -2,6 +2,7 @@
 //! run through wgpu. See DESIGN.md for the layering: `graph` uses `ops` and `gpu`; nothing below
 //! knows what is above it.
 
+pub mod augment;
 pub mod bench;
 pub mod byol;
 pub mod data;

@@ -33,6 +33,7 @@ pub const SHADERS: &[ShaderSource] = &[
     shader!("pool", false),
     shader!("optim", false),
     shader!("fma_peak", true),
+    shader!("augment", false),
 ];
 
 pub fn shader_source(name: &str) -> Option<&'static ShaderSource> {
