@@ -98,6 +98,15 @@ fn sgd_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
 }
 
+// out = 0, in place (clears a gradient accumulator even if it held a NaN).
+@compute @workgroup_size(256, 1, 1)
+fn fill_zero(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = 0.0;
+    }
+}
+
 // out = s * out + t * x, in place: an exponential moving average (running statistics, target network).
 @compute @workgroup_size(256, 1, 1)
 fn ema_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

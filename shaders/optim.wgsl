@@ -2,7 +2,7 @@
 // read from a small schedule buffer (so schedules change without new pipelines).
 // Bindings: 0 params {n, excluded, momentum, weight_decay, eta}, 1 w (the parameter; for
 // apply_update the momentum buffer, for ema_target the online parameter), 2 g (gradient),
-// 3 norms ([sum w^2, sum u^2]) or the schedule ([lr, tau]), 4 out (updated in place: the
+// 3 norms ([sum w^2, sum u^2, sum g^2]) or the schedule ([lr, tau]), 4 out (updated in place: the
 // momentum buffer, or the parameter).
 // squared_norms: one workgroup of 256 over the tensor; dispatch (1, 1, 1).
 // Others: one invocation per element; dispatch grid_1d(ceil(n / 256)), linear workgroup index
@@ -26,19 +26,19 @@ struct Params {
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<vec2<f32>, 256>;
+var<workgroup> partial: array<vec3<f32>, 256>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.x + wid.y * nwg.x) * 256u + lid.x;
 }
 
-// out = [sum w^2, sum u^2] with u = g + weight_decay * w.
+// out = [sum w^2, sum u^2, sum g^2] with u = g + weight_decay * w.
 @compute @workgroup_size(256, 1, 1)
 fn squared_norms(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var acc = vec2<f32>(0.0);
+    var acc = vec3<f32>(0.0);
     for (var i = lid.x; i < p.n; i += 256u) {
         let u = g[i] + p.weight_decay * w[i];
-        acc += vec2<f32>(w[i] * w[i], u * u);
+        acc += vec3<f32>(w[i] * w[i], u * u, g[i] * g[i]);
     }
     partial[lid.x] = acc;
     workgroupBarrier();
@@ -51,6 +51,7 @@ fn squared_norms(@builtin(local_invocation_id) lid: vec3<u32>) {
     if (lid.x == 0u) {
         out[0] = partial[0].x;
         out[1] = partial[0].y;
+        out[2] = partial[0].z;
     }
 }
 

@@ -393,7 +393,7 @@ pub fn step_report(gpu: &Arc<Gpu>, batch: usize, steps: usize) -> Result<StepRep
         weight_decay: 1e-5,
         eta: 0.02,
     };
-    let step = crate::byol::ByolStep::build(&nets, batch, [3, 32, 32], &lars)?;
+    let step = crate::byol::ByolStep::build(&nets, batch, [3, 32, 32], &lars, 1)?;
     let exe = Executable::new(gpu, &step.graph, &[step.loss])?;
     for (p, value) in step
         .params

@@ -44,6 +44,14 @@ fn setup(w: &Weights) -> Setup {
 }
 
 fn setup_on(gpu: &std::sync::Arc<byol_wgpu::gpu::Gpu>, w: &Weights) -> Setup {
+    setup_accumulating(gpu, w, 1)
+}
+
+fn setup_accumulating(
+    gpu: &std::sync::Arc<byol_wgpu::gpu::Gpu>,
+    w: &Weights,
+    accumulate: usize,
+) -> Setup {
     let nets = ByolNets {
         encoder: ResNetConfig::infer(w, "online.encoder.").unwrap(),
         hidden: meta(w, "hidden"),
@@ -57,9 +65,11 @@ fn setup_on(gpu: &std::sync::Arc<byol_wgpu::gpu::Gpu>, w: &Weights) -> Setup {
     };
     let (batch, size, in_ch): (usize, usize, usize) =
         (meta(w, "batch"), meta(w, "size"), meta(w, "in_ch"));
-    let step = ByolStep::build(&nets, batch, [in_ch, size, size], &lars).unwrap();
+    let step = ByolStep::build(&nets, batch, [in_ch, size, size], &lars, accumulate).unwrap();
     let outputs: Vec<TensorId> = std::iter::once(step.loss)
         .chain(step.grads.iter().copied())
+        .chain(step.norms.iter().copied())
+        .chain([step.collapse_std])
         .collect();
     let exe = Executable::new(gpu, &step.graph, &outputs).unwrap();
     for p in &step.params {
@@ -158,4 +168,85 @@ fn steps_allocate_nothing_after_the_first() {
     run(&s, &w, 1);
     run(&s, &w, 2);
     assert_eq!(gpu.allocated_bytes(), before);
+}
+
+/// Runs micro-batches (view1, view2) of one accumulating optimiser step; returns the outputs
+/// of the last.
+fn accumulate_step(s: &Setup, micro: &[(&[f32], &[f32])], k: u64) -> Vec<Vec<f32>> {
+    let schedule = [s.lr, s.tau.at(k) as f32];
+    s.exe.write(s.step.schedule, &schedule).unwrap();
+    let mut last = None;
+    for (i, (v1, v2)) in micro.iter().enumerate() {
+        s.exe.write(s.step.view1, v1).unwrap();
+        s.exe.write(s.step.view2, v2).unwrap();
+        let phases = if i + 1 == micro.len() { 0..2 } else { 0..1 };
+        last = Some(s.exe.submit(&[], phases).unwrap());
+        if i + 1 < micro.len() {
+            s.exe.collect(last.take().unwrap()).unwrap();
+        }
+    }
+    s.exe.collect(last.unwrap()).unwrap()
+}
+
+#[test]
+fn accumulating_the_same_batch_twice_is_one_step() {
+    let w = fixture();
+    let s = setup_accumulating(&gpu(), &w, 2);
+    assert_eq!(s.exe.phase_count(), 2);
+    let (v1, v2) = (w.data("view1").unwrap(), w.data("view2").unwrap());
+    accumulate_step(&s, &[(v1, v2), (v1, v2)], 0);
+    // Running statistics were updated twice; every trained tensor matches one plain step.
+    for p in s
+        .step
+        .params
+        .iter()
+        .filter(|p| matches!(p.role, ParamRole::Weight | ParamRole::Bias))
+    {
+        let name = format!("after1.{}", p.name);
+        assert_close(
+            &name,
+            &s.exe.read(p.id).unwrap(),
+            &expect(&w, &name),
+            1e-4,
+            1e-3,
+        );
+    }
+}
+
+#[test]
+fn accumulated_gradients_are_the_mean_of_the_micro_batches() {
+    let w = fixture();
+    let (v1, v2) = (w.data("view1").unwrap(), w.data("view2").unwrap());
+    let other: Vec<f32> = v1.iter().map(|v| -0.5 * v).collect();
+    // Each micro-batch's gradients from a plain step on the initial weights.
+    let grads = |a: &[f32], b: &[f32]| {
+        let s = setup(&w);
+        s.exe.write(s.step.view1, a).unwrap();
+        s.exe.write(s.step.view2, b).unwrap();
+        s.exe.write(s.step.schedule, &[s.lr, 0.99]).unwrap();
+        let n = s.step.grads.len();
+        s.exe.run(&[]).unwrap()[1..=n].to_vec()
+    };
+    let (ga, gb) = (grads(v1, v2), grads(&other, v2));
+    let s = setup_accumulating(&gpu(), &w, 2);
+    let out = accumulate_step(&s, &[(v1, v2), (&other, v2)], 0);
+    let n = s.step.grads.len();
+    for (i, (a, b)) in ga.iter().zip(&gb).enumerate() {
+        let mean_sq: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| ((f64::from(*x) + f64::from(*y)) / 2.0).powi(2))
+            .sum();
+        let got = &out[1 + n + i];
+        assert_close(
+            &format!("|g|^2 of parameter {i}"),
+            &got[2..3],
+            &[mean_sq],
+            1e-7,
+            1e-3,
+        );
+    }
+    // The collapse monitor of a healthy random network sits near 1/sqrt(d).
+    let std = out[1 + 2 * n][0];
+    assert!(std > 0.02 && std < 0.5, "collapse std {std}");
 }

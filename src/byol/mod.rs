@@ -4,6 +4,7 @@
 
 use crate::graph::{Graph, TensorId};
 use crate::nn::{Layers, Mode, NamedParam, ParamRole, ResNetConfig};
+use crate::ops::{Accumulate, ColumnStdMean};
 use crate::optim::{append_ema, Lars};
 use crate::Result;
 
@@ -37,11 +38,21 @@ pub struct ByolStep {
     /// [lr, tau] for this step.
     pub schedule: TensorId,
     pub loss: TensorId,
-    /// L2-normalised online projections of view 1, for the collapse monitor.
+    /// L2-normalised online projections of view 1.
     pub online_projection: TensorId,
-    /// Every online gradient, in the order of the trainable online parameters.
+    /// [1]: the mean per-dimension std of `online_projection` (the collapse monitor).
+    pub collapse_std: TensorId,
+    /// Every online gradient of one (micro-)batch, in the order of the trainable parameters.
     pub grads: Vec<TensorId>,
-    /// All parameters: `online.*`, `target.*` and `momentum.online.*`.
+    /// Per trainable parameter, [|w|^2, |u|^2, |g|^2] of the update (g averaged over the
+    /// micro-batches): the weight and gradient norms of the metrics.
+    pub norms: Vec<TensorId>,
+    /// Micro-batches per optimiser step. Above 1 the graph has two phases: phase 0 (forward,
+    /// backward, gradients added into accumulators) runs for every micro-batch, phase 1 (LARS,
+    /// EMA, accumulators cleared) after the last.
+    pub accumulate: usize,
+    /// All parameters: `online.*`, `target.*`, `momentum.online.*` and, when accumulating,
+    /// `accumulated.online.*`.
     pub params: Vec<NamedParam>,
 }
 
@@ -65,7 +76,15 @@ impl ByolStep {
         values
     }
 
-    pub fn build(nets: &ByolNets, batch: usize, image: [usize; 3], lars: &Lars) -> Result<Self> {
+    /// The step for micro-batches of `batch` images of shape `image`, averaging gradients over
+    /// `accumulate` micro-batches per optimiser step.
+    pub fn build(
+        nets: &ByolNets,
+        batch: usize,
+        image: [usize; 3],
+        lars: &Lars,
+        accumulate: usize,
+    ) -> Result<Self> {
         let mut graph = Graph::new();
         let shape = [batch, image[0], image[1], image[2]];
         let view1 = graph.input("view1", &shape);
@@ -105,6 +124,7 @@ impl ByolStep {
         let per_sample = l.graph.add(l12, l21);
         let loss = l.graph.mean(per_sample, 0);
         let online_projection = l.graph.l2_normalize(z1);
+        let collapse_std = l.graph.apply(ColumnStdMean, &[online_projection]);
 
         let trainable: Vec<NamedParam> = l
             .params
@@ -114,7 +134,30 @@ impl ByolStep {
             .collect();
         let wrt: Vec<TensorId> = trainable.iter().map(|p| p.id).collect();
         let grads = l.graph.grad(loss, &wrt)?;
-        let updated = lars.append(&mut l, &trainable, &grads, schedule);
+        let accumulate = accumulate.max(1);
+        let (updated, norms) = if accumulate == 1 {
+            lars.append(&mut l, &trainable, &grads, schedule)
+        } else {
+            l.prefix = "accumulated.".into();
+            let acc: Vec<TensorId> = trainable
+                .iter()
+                .map(|p| l.param(&p.name, &p.shape, ParamRole::OptimizerState))
+                .collect();
+            let mean = Accumulate {
+                a: 1.0,
+                b: 1.0 / accumulate as f32,
+            };
+            for (&a, &g) in acc.iter().zip(&grads) {
+                l.graph.apply(mean, &[a, g]);
+            }
+            l.graph.start_phase();
+            let out = lars.append(&mut l, &trainable, &acc, schedule);
+            let clear = Accumulate { a: 0.0, b: 0.0 };
+            for &a in &acc {
+                l.graph.apply(clear, &[a, a]);
+            }
+            out
+        };
 
         // The target follows the updated online parameters (not their running statistics).
         let mut target_ids = Vec::new();
@@ -135,7 +178,10 @@ impl ByolStep {
             schedule,
             loss,
             online_projection,
+            collapse_std,
             grads,
+            norms,
+            accumulate,
             params,
         })
     }

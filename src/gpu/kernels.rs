@@ -34,6 +34,7 @@ pub const SHADERS: &[ShaderSource] = &[
     shader!("optim", false),
     shader!("fma_peak", true),
     shader!("augment", false),
+    shader!("stats", false),
 ];
 
 pub fn shader_source(name: &str) -> Option<&'static ShaderSource> {

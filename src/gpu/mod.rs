@@ -195,6 +195,12 @@ impl Gpu {
 
     /// Encodes `dispatches` into one compute pass of `encoder`, in order.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
+        let refs: Vec<&Dispatch> = dispatches.iter().collect();
+        self.encode_refs(encoder, &refs);
+    }
+
+    /// `encode` for dispatches gathered from several owners.
+    pub fn encode_refs(&self, encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: None,
             timestamp_writes: None,

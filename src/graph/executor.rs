@@ -3,9 +3,12 @@
 //! At compile time: dead nodes are dropped; every intermediate gets a buffer from a plan by
 //! liveness (a buffer is reused once the last reader of its previous tensor has run); every
 //! pipeline, uniform and bind group is created. A run then writes the inputs, encodes all
-//! dispatches into one compute pass, and reads back only the requested outputs.
+//! dispatches into one compute pass, and reads back only the requested outputs: either
+//! blocking (`run`) or later, without stalling the queue (`submit`, then `collect`).
 
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::{Graph, NodeKind, TensorId};
 use crate::gpu::{Dispatch, Gpu};
@@ -22,8 +25,31 @@ pub struct Executable {
     /// Which tensors may be written and read by the caller: inputs and parameters.
     writable: Vec<bool>,
     dispatches: Vec<Dispatch>,
+    /// The first dispatch of each phase, and the end of the last.
+    phase_bounds: Vec<usize>,
     outputs: Vec<TensorId>,
-    staging: Vec<wgpu::Buffer>,
+    /// Each output's byte offset in a staging buffer, and the total.
+    output_offsets: Vec<u64>,
+    output_bytes: u64,
+    /// Staging buffers for submitted runs.
+    ring: Mutex<Ring>,
+}
+
+struct Ring {
+    /// A staging buffer each, and whether a run waits in it to be collected.
+    slots: Vec<(wgpu::Buffer, bool)>,
+    next: usize,
+}
+
+/// How many runs may be submitted before the oldest must be collected.
+pub const IN_FLIGHT: usize = 3;
+
+/// A submitted run whose outputs have not been collected yet.
+#[must_use = "collect the outputs, or the staging slot stays taken"]
+pub struct Pending {
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+    mapped: Arc<AtomicBool>,
 }
 
 /// Liveness-planned buffer assignment: returns each node's slot and each slot's size in bytes.
@@ -117,8 +143,12 @@ impl Executable {
             .collect::<Result<Vec<_>>>()?;
 
         let mut dispatches = Vec::new();
+        let mut phase_bounds = vec![0];
         let mut writable = vec![false; graph.nodes().len()];
         for (i, node) in graph.nodes().iter().enumerate() {
+            if graph.phase_starts().contains(&i) {
+                phase_bounds.push(dispatches.len());
+            }
             if !live[i] {
                 continue;
             }
@@ -146,14 +176,21 @@ impl Executable {
             }
         }
 
-        let staging = outputs
-            .iter()
-            .map(|t| {
+        phase_bounds.push(dispatches.len());
+        let mut output_offsets = Vec::new();
+        let mut output_bytes = 0u64;
+        for t in outputs {
+            output_offsets.push(output_bytes);
+            output_bytes += (numel(graph.shape(*t)) * 4) as u64;
+        }
+        let ring = (0..IN_FLIGHT)
+            .map(|_| {
                 gpu.create_buffer(
-                    &format!("readback of {}", graph.node(*t).name),
-                    (numel(graph.shape(*t)) * 4) as u64,
+                    "readback of the outputs",
+                    output_bytes.max(4),
                     wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 )
+                .map(|b| (b, false))
             })
             .collect::<Result<Vec<_>>>()?;
 
@@ -165,8 +202,14 @@ impl Executable {
             buffers,
             writable,
             dispatches,
+            phase_bounds,
             outputs: outputs.to_vec(),
-            staging,
+            output_offsets,
+            output_bytes,
+            ring: Mutex::new(Ring {
+                slots: ring,
+                next: 0,
+            }),
         })
     }
 
@@ -214,7 +257,18 @@ impl Executable {
         self.gpu.read_f32(buffer, numel(&self.shapes[t.0]))
     }
 
-    /// Encodes one run into `encoder` without submitting it.
+    /// How many phases the graph has (see `Graph::start_phase`).
+    pub fn phase_count(&self) -> usize {
+        self.phase_bounds.len() - 1
+    }
+
+    /// The device buffer of an input, for kernels outside the graph that write it (the
+    /// augmentations write the views).
+    pub fn input_buffer(&self, t: TensorId) -> Result<&wgpu::Buffer> {
+        self.check_writable(t, numel(&self.shapes[t.0]))
+    }
+
+    /// Encodes one run of all phases into `encoder` without submitting it.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         self.gpu.encode(encoder, &self.dispatches);
     }
@@ -224,25 +278,88 @@ impl Executable {
         for &(t, data) in inputs {
             self.write(t, data)?;
         }
+        let pending = self.submit(&[], 0..self.phase_count())?;
+        self.collect(pending)
+    }
+
+    /// Submits `before` (kernels that prepare inputs) and then `phases` of the graph in one
+    /// submission, with a copy of the outputs into a staging slot; returns at once. At most
+    /// `IN_FLIGHT` runs may be waiting to be collected.
+    pub fn submit(&self, before: &[Dispatch], phases: Range<usize>) -> Result<Pending> {
+        let mut ring = self.ring.lock().expect("staging ring");
+        let slot = ring.next;
+        if ring.slots[slot].1 {
+            return Err(Error::Graph(format!(
+                "{IN_FLIGHT} runs are waiting to be collected; collect one before submitting"
+            )));
+        }
+        ring.next = (slot + 1) % IN_FLIGHT;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        self.encode(&mut encoder);
-        for (t, staging) in self.outputs.iter().zip(&self.staging) {
+        let range = self.phase_bounds[phases.start]..self.phase_bounds[phases.end];
+        let work: Vec<&Dispatch> = before.iter().chain(&self.dispatches[range]).collect();
+        self.gpu.encode_refs(&mut encoder, &work);
+        let staging = &ring.slots[slot].0;
+        for (t, &offset) in self.outputs.iter().zip(&self.output_offsets) {
             let bytes = (numel(&self.shapes[t.0]) * 4) as u64;
             encoder.copy_buffer_to_buffer(
                 &self.buffers[self.slots[t.0].unwrap()],
                 0,
                 staging,
-                0,
+                offset,
                 bytes,
             );
         }
-        self.gpu.queue.submit([encoder.finish()]);
-        let requests: Vec<(&wgpu::Buffer, usize)> = self
+        let submission = self.gpu.queue.submit([encoder.finish()]);
+        let mapped = Arc::new(AtomicBool::new(false));
+        let flag = mapped.clone();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            r.expect("mapping a staging buffer failed");
+            flag.store(true, Ordering::Release);
+        });
+        ring.slots[slot].1 = true;
+        Ok(Pending {
+            slot,
+            submission,
+            mapped,
+        })
+    }
+
+    /// Whether a submitted run has finished (never blocks).
+    pub fn is_done(&self, pending: &Pending) -> bool {
+        let _ = self.gpu.device.poll(wgpu::PollType::Poll);
+        pending.mapped.load(Ordering::Acquire)
+    }
+
+    /// The outputs of a submitted run, waiting for that submission only (later ones keep the
+    /// queue busy meanwhile).
+    pub fn collect(&self, pending: Pending) -> Result<Vec<Vec<f32>>> {
+        if !pending.mapped.load(Ordering::Acquire) {
+            self.gpu
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(pending.submission),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+        }
+        let mut ring = self.ring.lock().expect("staging ring");
+        let staging = &ring.slots[pending.slot].0;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        let floats = bytemuck::cast_slice::<u8, f32>(&view[..self.output_bytes as usize]);
+        let out = self
             .outputs
             .iter()
-            .zip(&self.staging)
-            .map(|(t, s)| (s, numel(&self.shapes[t.0])))
+            .zip(&self.output_offsets)
+            .map(|(t, &offset)| {
+                let start = offset as usize / 4;
+                floats[start..start + numel(&self.shapes[t.0])].to_vec()
+            })
             .collect();
-        self.gpu.map_read(&requests)
+        drop(view);
+        staging.unmap();
+        ring.slots[pending.slot].1 = false;
+        Ok(out)
     }
 }

@@ -71,6 +71,8 @@ pub struct Graph {
     nodes: Vec<Node>,
     /// In-place updates: run whenever the graph runs, whether or not an output needs them.
     effects: Vec<TensorId>,
+    /// Node indices where a new phase starts (see `start_phase`).
+    phase_starts: Vec<usize>,
 }
 
 impl Graph {
@@ -208,6 +210,17 @@ impl Graph {
 
     pub fn stop_gradient(&mut self, x: TensorId) -> TensorId {
         self.apply(ops::StopGradient, &[x])
+    }
+
+    /// Nodes added from now on belong to a new phase. An executable can run a range of phases
+    /// (gradient accumulation runs the micro-batch phase N times, the update phase once); a
+    /// later phase may read only inputs, parameters and its own nodes.
+    pub fn start_phase(&mut self) {
+        self.phase_starts.push(self.nodes.len());
+    }
+
+    pub fn phase_starts(&self) -> &[usize] {
+        &self.phase_starts
     }
 
     /// w -= lr * g, in place, every run.

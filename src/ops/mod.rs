@@ -17,6 +17,7 @@ mod reduce;
 mod relu;
 mod scale;
 mod sgd;
+mod stats;
 mod view;
 
 pub use add::Add;
@@ -27,7 +28,7 @@ pub use batch_norm::{
 pub use bias_add::BiasAdd;
 pub use byol_loss::{ByolLoss, ByolLossGrad};
 pub use conv2d::{Conv2d, Conv2dGradInput, Conv2dGradWeight, ConvGeometry};
-pub use ema::EmaUpdate;
+pub use ema::{Accumulate, EmaUpdate};
 pub use l2norm::{L2Normalize, L2NormalizeGrad};
 pub use matmul::{MatMul, MatmulKernel};
 pub use mul::Mul;
@@ -37,6 +38,7 @@ pub use reduce::{BroadcastAxis, SumAxis};
 pub use relu::{Relu, ReluGrad};
 pub use scale::Scale;
 pub use sgd::SgdUpdate;
+pub use stats::ColumnStdMean;
 pub use view::{Reshape, StopGradient};
 
 use crate::gpu::{Dispatch, Gpu};

@@ -31,7 +31,8 @@ impl LarsParams {
     }
 }
 
-/// [sum w^2, sum (g + wd w)^2]; inputs (w, g).
+/// [sum w^2, sum (g + wd w)^2, sum g^2]; inputs (w, g). LARS reads the first two; the
+/// training metrics (weight and gradient norms) the first and the last.
 #[derive(Debug, Clone, Copy)]
 pub struct SquaredNorms {
     pub weight_decay: f32,
@@ -44,7 +45,7 @@ impl Op for SquaredNorms {
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
         super::same_shapes("squared_norms", x)?;
-        Ok(vec![2])
+        Ok(vec![3])
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
@@ -56,7 +57,8 @@ impl Op for SquaredNorms {
             .zip(&x[1].data)
             .map(|(w, g)| (g + wd * w).powi(2))
             .sum();
-        HostTensor::new(&[2], vec![ww, uu])
+        let gg = x[1].data.iter().map(|v| v * v).sum();
+        HostTensor::new(&[3], vec![ww, uu, gg])
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
@@ -91,8 +93,8 @@ impl Op for LarsMomentum {
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
         super::same_shapes("lars_momentum", &x[..3])?;
-        if x[3] != [2] {
-            return Err(format!("lars_momentum needs norms [2], got {:?}", x[3]));
+        if x[3] != [3] {
+            return Err(format!("lars_momentum needs norms [3], got {:?}", x[3]));
         }
         Ok(x[0].to_vec())
     }

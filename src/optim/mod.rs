@@ -21,16 +21,17 @@ pub struct Lars {
 impl Lars {
     /// Appends, for every trainable parameter with its gradient, a momentum buffer (a new
     /// parameter named `momentum.` + the parameter's name, `OptimizerState`) and the in-place
-    /// LARS step with the learning rate `schedule[0]`. Returns each parameter's updated value.
+    /// LARS step with the learning rate `schedule[0]`. Returns each parameter's updated value
+    /// and its [|w|^2, |u|^2, |g|^2] (before the step).
     pub fn append(
         &self,
         layers: &mut Layers,
         params: &[NamedParam],
         grads: &[TensorId],
         schedule: TensorId,
-    ) -> Vec<TensorId> {
+    ) -> (Vec<TensorId>, Vec<TensorId>) {
         let saved_prefix = std::mem::replace(&mut layers.prefix, "momentum.".into());
-        let updated = params
+        let (updated, norms) = params
             .iter()
             .zip(grads)
             .map(|(p, &g)| {
@@ -50,11 +51,12 @@ impl Lars {
                     &[p.id, g],
                 );
                 let m = graph.apply(LarsMomentum(lars), &[m, g, p.id, norms]);
-                graph.apply(ScheduledUpdate(ScheduledRule::Step), &[p.id, m, schedule])
+                let w = graph.apply(ScheduledUpdate(ScheduledRule::Step), &[p.id, m, schedule]);
+                (w, norms)
             })
-            .collect();
+            .unzip();
         layers.prefix = saved_prefix;
-        updated
+        (updated, norms)
     }
 }
 
