@@ -372,29 +372,66 @@ impl ConvReport {
 pub struct StepReport {
     pub adapter: String,
     pub backend: String,
+    /// What was stepped: preset, networks, image shape.
+    pub setup: String,
     pub batch: usize,
     pub images_per_s: f64,
     pub seconds_per_step: f64,
     /// Bytes the device allocated over the steps after the first (zero by design).
     pub bytes_allocated_after_first_step: u64,
+    /// Seconds per step by kernel (each launch timed alone), largest first; empty unless asked.
+    pub profile: Vec<KernelTime>,
 }
 
-/// Images/s of whole BYOL steps (both views through both networks, LARS, EMA) for the `small`
-/// preset's networks: a small-stem ResNet-18 at 32x32, heads 512 -> 4096 -> 256.
-pub fn step_report(gpu: &Arc<Gpu>, batch: usize, steps: usize) -> Result<StepReport> {
-    let nets = crate::byol::ByolNets {
-        encoder: ResNetConfig::of_depth(18, 1, 3, Stem::Small)?,
-        hidden: 4096,
-        projection: 256,
-        predictor: true,
-    };
-    let lars = crate::optim::Lars {
-        momentum: 0.9,
-        weight_decay: 1e-5,
-        eta: 0.02,
-    };
-    let step = crate::byol::ByolStep::build(&nets, batch, [3, 32, 32], &lars, 1)?;
-    let exe = Executable::new(gpu, &step.graph, &[step.loss])?;
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelTime {
+    pub kernel: String,
+    pub launches: usize,
+    pub seconds: f64,
+}
+
+/// Seconds per launch of each kernel in `dispatches`, each run alone (median of 3), summed by
+/// kernel name, largest first.
+pub fn profile(gpu: &Gpu, dispatches: &[Dispatch]) -> Result<Vec<KernelTime>> {
+    let mut by_kernel: Vec<KernelTime> = Vec::new();
+    for d in dispatches {
+        let mut samples = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let t = Instant::now();
+            gpu.run(std::slice::from_ref(d))?;
+            samples.push(t.elapsed().as_secs_f64());
+        }
+        let seconds = median(&mut samples);
+        match by_kernel.iter_mut().find(|k| *k.kernel == *d.label) {
+            Some(k) => {
+                k.launches += 1;
+                k.seconds += seconds;
+            }
+            None => by_kernel.push(KernelTime {
+                kernel: d.label.to_string(),
+                launches: 1,
+                seconds,
+            }),
+        }
+    }
+    by_kernel.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(by_kernel)
+}
+
+/// Images/s of whole BYOL steps (both views augmented on the device, both networks, LARS,
+/// EMA) for a training config's networks on `image`-shaped views, with the bytes allocated
+/// after the first step.
+pub fn step_report(
+    gpu: &Arc<Gpu>,
+    config: &crate::train::TrainConfig,
+    image: [usize; 3],
+    steps: usize,
+    with_profile: bool,
+) -> Result<StepReport> {
+    let batch = config.micro_batch()?;
+    let nets = config.nets(image[0])?;
+    let step = crate::byol::ByolStep::build(&nets, batch, image, &config.lars(), 1)?;
+    let exe = Executable::new(gpu, &step.graph, &[step.loss, step.collapse_std])?;
     for (p, value) in step
         .params
         .iter()
@@ -402,40 +439,102 @@ pub fn step_report(gpu: &Arc<Gpu>, batch: usize, steps: usize) -> Result<StepRep
     {
         exe.write(p.id, &value)?;
     }
-    let views = [
-        filler(batch * 3 * 32 * 32, 7),
-        filler(batch * 3 * 32 * 32, 8),
+    let side = image[1];
+    let images: Vec<crate::data::Image> = (0..batch)
+        .map(|i| {
+            let pixels = filler(side * side * image[0], i)
+                .iter()
+                .map(|v| ((v + 1.0) * 127.0) as u8)
+                .collect();
+            crate::data::Image::new(side, side, image[0], pixels)
+        })
+        .collect::<Result<_>>()?;
+    let norm = crate::data::Normalization {
+        mean: [0.5; 3],
+        std: [0.25; 3],
+    };
+    let augmenter = crate::augment::Augmenter::new(
+        gpu,
+        batch,
+        side,
+        image[0],
+        &norm,
+        side,
+        &[exe.input_buffer(step.view1)?, exe.input_buffer(step.view2)?],
+    )?;
+    let dists = [
+        crate::augment::ViewDistribution::t(),
+        crate::augment::ViewDistribution::t_prime(),
     ];
-    let schedule = [0.1f32, 0.99];
-    let inputs = [
-        (step.view1, views[0].as_slice()),
-        (step.view2, views[1].as_slice()),
-        (step.schedule, &schedule[..]),
-    ];
-    exe.run(&inputs)?;
+    exe.write(step.schedule, &[0.1, 0.99])?;
+    let one_step = |k: u64| -> Result<()> {
+        let params = crate::augment::draw(&mut crate::augment::step_rng(0, k), &dists, &images);
+        augmenter.upload(&images, &params)?;
+        let pending = exe.submit(augmenter.dispatches(), 0..exe.phase_count())?;
+        exe.collect(pending)?;
+        Ok(())
+    };
+    one_step(0)?;
     let before = gpu.allocated_bytes();
     let mut samples = Vec::new();
-    for _ in 0..steps.max(1) {
+    for k in 0..steps.max(1) {
         let t = Instant::now();
-        exe.run(&inputs)?;
+        one_step(k as u64 + 1)?;
         samples.push(t.elapsed().as_secs_f64());
     }
     let seconds = median(&mut samples);
+    let allocated = gpu.allocated_bytes() - before;
+    let profile = if with_profile {
+        let all: Vec<Dispatch> = augmenter
+            .dispatches()
+            .iter()
+            .chain(exe.dispatches())
+            .cloned()
+            .collect();
+        self::profile(gpu, &all)?
+    } else {
+        Vec::new()
+    };
     Ok(StepReport {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
+        setup: format!(
+            "preset {}: {} width {}, {:?} stem, heads {}/{}, views {:?}",
+            config.preset,
+            config.arch,
+            config.width,
+            config.stem,
+            config.hidden,
+            config.projection,
+            image
+        ),
         batch,
         images_per_s: batch as f64 / seconds,
         seconds_per_step: seconds,
-        bytes_allocated_after_first_step: gpu.allocated_bytes() - before,
+        bytes_allocated_after_first_step: allocated,
+        profile,
     })
 }
 
 impl StepReport {
     pub fn table(&self) -> String {
-        format!(
-            "adapter: {} ({})\nBYOL step, small-stem ResNet-18 at 32x32, heads 4096/256, batch {}: {:.2} images/s ({:.2} s per step)\nbytes allocated after the first step: {}\n",
-            self.adapter, self.backend, self.batch, self.images_per_s, self.seconds_per_step, self.bytes_allocated_after_first_step
-        )
+        let mut s = format!(
+            "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\nbytes allocated after the first step: {}\n",
+            self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.bytes_allocated_after_first_step
+        );
+        if !self.profile.is_empty() {
+            let total: f64 = self.profile.iter().map(|k| k.seconds).sum();
+            s.push_str("\nkernel                                launches   ms/step   share\n");
+            for k in &self.profile {
+                s.push_str(&format!(
+                    "{:<38} {:>8} {:>9.2} {:>6.1}%\n",
+                    k.kernel,
+                    k.launches,
+                    k.seconds * 1e3,
+                    100.0 * k.seconds / total
+                ));
+            }
+        }
+        s
     }
 }

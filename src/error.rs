@@ -20,6 +20,10 @@ pub enum Error {
     },
     #[error("graph error: {0}")]
     Graph(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Training(String),
     #[error("GPU error: {0}")]
     Gpu(String),
     #[error("{path}: {msg}")]

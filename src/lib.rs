@@ -14,5 +14,6 @@ pub mod graph;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod train;
 
 pub use error::{Error, Result};

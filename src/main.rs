@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod cli;
+
 use byol_wgpu::demo::{MlpRegression, MlpShape};
 use byol_wgpu::gpu::{self, AdapterChoice, Gpu};
 use byol_wgpu::graph::Executable;
@@ -37,6 +39,8 @@ struct AdapterArgs {
 enum Command {
     /// List every adapter: name, backend, type, driver, limits and features
     Info,
+    /// Train BYOL: with no flags, the quick preset on Fashion-MNIST
+    Train(Box<cli::train::TrainArgs>),
     /// Fit a two-layer MLP with SGD on the GPU: a quick check that the stack works end to end
     Demo {
         /// Optimiser steps
@@ -69,16 +73,35 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// Images/s of whole BYOL steps (small preset networks: small-stem ResNet-18 at 32x32) and
-    /// the bytes allocated after the first step
+    /// Images/s of whole BYOL steps (augmentations, both networks, LARS, EMA) for a preset's
+    /// networks (default: small, a small-stem ResNet-18 at 32x32) and the bytes allocated
+    /// after the first step
     Step {
         #[arg(long)]
         json: bool,
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// Images per step (default: the preset's)
+        #[arg(long)]
+        batch: Option<usize>,
+        /// First-stage width (default: the preset's)
+        #[arg(long)]
+        width: Option<usize>,
+        /// Projector/predictor hidden width (default: the preset's)
+        #[arg(long)]
+        hidden: Option<usize>,
+        /// View side in pixels
         #[arg(long, default_value_t = 32)]
-        batch: usize,
+        image_size: usize,
+        /// Image channels
+        #[arg(long, default_value_t = 3)]
+        channels: usize,
         /// Timed steps after the first
         #[arg(long, default_value_t = 3)]
         steps: usize,
+        /// Also time every kernel alone and list the time by kernel
+        #[arg(long)]
+        profile: bool,
     },
     /// Convolution GFLOP/s (forward and both gradients) for every layer shape of a small-stem
     /// ResNet-18 at 32x32, beside the matmul figure, and ResNet-18 images/s
@@ -121,6 +144,7 @@ fn main() -> ExitCode {
 fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
     match command {
         Command::Info => info(choice),
+        Command::Train(args) => cli::train::run(&args, &Gpu::new(choice)?),
         Command::Demo { steps, seed } => demo(&Gpu::new(choice)?, steps, seed),
         Command::Embed {
             weights,
@@ -166,9 +190,25 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
             })?;
             print_report(&report, json, bench::MatmulReport::table);
         }
-        BenchCommand::Step { json, batch, steps } => {
+        BenchCommand::Step {
+            json,
+            preset,
+            batch,
+            width,
+            hidden,
+            image_size,
+            channels,
+            steps,
+            profile,
+        } => {
+            let mut config = byol_wgpu::train::TrainConfig::preset(&preset)?;
+            config.batch = batch.unwrap_or(config.batch);
+            config.width = width.unwrap_or(config.width);
+            config.hidden = hidden.unwrap_or(config.hidden);
+            config.accumulate = 1;
+            let image = [channels, image_size, image_size];
             print_report(
-                &bench::step_report(gpu, batch, steps)?,
+                &bench::step_report(gpu, &config, image, steps, profile)?,
                 json,
                 bench::StepReport::table,
             );

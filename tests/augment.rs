@@ -138,7 +138,12 @@ fn sampled_views_match_the_reference() {
 #[test]
 fn identity_view_reproduces_the_image() {
     let img = random_image(28, 28, 1, 5);
-    let out = augment_on_gpu(std::slice::from_ref(&img), &[ViewParams::identity(28, 28)], 28, 1);
+    let out = augment_on_gpu(
+        std::slice::from_ref(&img),
+        &[ViewParams::identity(28, 28)],
+        28,
+        1,
+    );
     let expected: Vec<f64> = img
         .pixels
         .iter()

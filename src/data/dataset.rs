@@ -404,3 +404,43 @@ pub fn open(path: &Path, split: Split, max_side: usize) -> Result<Arc<dyn Datase
     }
     Ok(Arc::new(Folder::open(path, max_side)?))
 }
+
+/// The first `n` images of a dataset (all of them when it has fewer).
+pub struct Subset {
+    inner: Arc<dyn Dataset>,
+    n: usize,
+}
+
+impl Subset {
+    pub fn new(inner: Arc<dyn Dataset>, n: usize) -> Self {
+        let n = n.min(inner.len());
+        Self { inner, n }
+    }
+}
+
+impl Dataset for Subset {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn load(&self, i: usize) -> std::result::Result<Image, String> {
+        self.inner.load(i)
+    }
+    fn label(&self, i: usize) -> Option<u32> {
+        self.inner.label(i)
+    }
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+    fn channels(&self) -> usize {
+        self.inner.channels()
+    }
+    fn describe(&self, i: usize) -> String {
+        self.inner.describe(i)
+    }
+    fn normalization(&self) -> Normalization {
+        self.inner.normalization()
+    }
+    fn max_side(&self) -> usize {
+        self.inner.max_side()
+    }
+}

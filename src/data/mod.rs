@@ -9,5 +9,7 @@ mod loader;
 pub mod npy;
 
 pub use self::image::Image;
-pub use dataset::{default_dataset_path, open, Dataset, Folder, InMemory, Normalization, Split};
+pub use dataset::{
+    default_dataset_path, open, Dataset, Folder, InMemory, Normalization, Split, Subset,
+};
 pub use loader::{Batch, EpochReader, Loader, Skipped};

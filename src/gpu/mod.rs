@@ -29,6 +29,8 @@ pub struct Gpu {
 /// One recorded kernel launch: everything it needs was created ahead of time.
 #[derive(Clone)]
 pub struct Dispatch {
+    /// shader::entry, for profiles.
+    pub label: Arc<str>,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
@@ -187,6 +189,7 @@ impl Gpu {
             entries: &entries,
         });
         Ok(Dispatch {
+            label: format!("{}::{}", key.shader, key.entry).into(),
             pipeline,
             bind_group,
             workgroups,

@@ -257,6 +257,11 @@ impl Executable {
         self.gpu.read_f32(buffer, numel(&self.shapes[t.0]))
     }
 
+    /// Every kernel launch of one run, in order.
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
+
     /// How many phases the graph has (see `Graph::start_phase`).
     pub fn phase_count(&self) -> usize {
         self.phase_bounds.len() - 1

@@ -6,7 +6,7 @@ mod cpu;
 mod executor;
 
 pub use cpu::CpuRunner;
-pub use executor::Executable;
+pub use executor::{Executable, Pending, IN_FLIGHT};
 
 use std::sync::Arc;
 

@@ -1,0 +1,271 @@
+//! `byol train`: flags over a config file over a preset, then the loop with a progress bar.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use byol_wgpu::byol::TargetInit;
+use byol_wgpu::gpu::Gpu;
+use byol_wgpu::nn::Stem;
+use byol_wgpu::train::{Event, TrainConfig, Trainer};
+use byol_wgpu::Result;
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// Dataset: a folder of IDX files, CIFAR binary batches or images (default: Fashion-MNIST)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Train on the first N images only (0: all)
+    #[arg(long)]
+    subset: Option<usize>,
+    /// quick (default), small, small-batch, imagenet, imagenet-300, imagenet-100, imagenet-40, tiny
+    #[arg(long)]
+    preset: Option<String>,
+    /// A TOML file of config keys (flags override it)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the run's checkpoints, metrics and config go (default: runs/<preset>-<time>)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory (or from this checkpoint)
+    #[arg(long, conflicts_with_all = ["data", "preset", "config", "out"])]
+    resume: Option<PathBuf>,
+    /// Stop after this many optimiser steps in total (the schedules still span all epochs)
+    #[arg(long)]
+    steps: Option<u64>,
+    /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet200
+    #[arg(long)]
+    arch: Option<String>,
+    /// Planes of the first ResNet stage (64 in torchvision)
+    #[arg(long)]
+    width: Option<usize>,
+    /// small (3x3 stride 1, no pool) or imagenet (7x7 stride 2 + max pool)
+    #[arg(long, value_parser = parse_stem)]
+    stem: Option<Stem>,
+    /// Side of the views in pixels
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Hidden width of the projector and predictor
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Output width of the projector and predictor
+    #[arg(long)]
+    projection: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per optimiser step
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Split each step's batch into this many micro-batches (gradients averaged)
+    #[arg(long)]
+    accumulate: Option<usize>,
+    /// Base learning rate (the step's peak is lr x batch / 256)
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    warmup_epochs: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// LARS trust coefficient
+    #[arg(long)]
+    eta: Option<f32>,
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// Target EMA: tau rises from this to 1 over the run
+    #[arg(long)]
+    tau_base: Option<f64>,
+    /// A constant tau instead (0: target = online; 1: a fixed random target)
+    #[arg(long)]
+    tau: Option<f64>,
+    /// Gaussian blur in the views: on or off
+    #[arg(long)]
+    blur: Option<bool>,
+    /// Train without the predictor (an ablation)
+    #[arg(long)]
+    no_predictor: bool,
+    /// copy (the target starts as the online network) or random (its own draw)
+    #[arg(long, value_parser = parse_target_init)]
+    target_init: Option<TargetInit>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Checkpoint every this many optimiser steps (0: by time and at the end only)
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    #[arg(long)]
+    checkpoint_minutes: Option<f64>,
+}
+
+fn parse_stem(s: &str) -> std::result::Result<Stem, String> {
+    match s {
+        "small" => Ok(Stem::Small),
+        "imagenet" => Ok(Stem::Imagenet),
+        _ => Err("use small or imagenet".into()),
+    }
+}
+
+fn parse_target_init(s: &str) -> std::result::Result<TargetInit, String> {
+    match s {
+        "copy" => Ok(TargetInit::Copy),
+        "random" => Ok(TargetInit::Random),
+        _ => Err("use copy or random".into()),
+    }
+}
+
+impl TrainArgs {
+    /// The preset, then the file, then the flags.
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = TrainConfig::from_file(self.config.as_deref(), self.preset.as_deref())?;
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field {
+                    c.$field = v.clone();
+                }
+            )*};
+        }
+        set!(
+            arch,
+            width,
+            stem,
+            hidden,
+            projection,
+            epochs,
+            batch,
+            accumulate,
+            lr,
+            warmup_epochs,
+            weight_decay,
+            eta,
+            momentum,
+            tau_base,
+            blur,
+            target_init,
+            seed,
+            checkpoint_every,
+            checkpoint_minutes
+        );
+        if self.data.is_some() {
+            c.data = self.data.clone();
+        }
+        if let Some(n) = self.subset {
+            c.subset = (n > 0).then_some(n);
+        }
+        if self.image_size.is_some() {
+            c.image_size = self.image_size;
+        }
+        if self.tau.is_some() {
+            c.tau = self.tau;
+        }
+        if self.steps.is_some() {
+            c.stop_after = self.steps;
+        }
+        if self.no_predictor {
+            c.predictor = false;
+        }
+        Ok(c)
+    }
+}
+
+fn default_out(preset: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    PathBuf::from("runs").join(format!("{preset}-{secs}"))
+}
+
+pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
+    let mut trainer = match &args.resume {
+        Some(dir) => Trainer::resume(gpu, dir, args.steps)?,
+        None => {
+            let config = args.config()?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out(&config.preset));
+            Trainer::new(gpu, config, &out)?
+        }
+    };
+    report_start(&trainer, gpu);
+    let total = trainer
+        .config
+        .stop_after
+        .unwrap_or(trainer.info.total_steps)
+        .min(trainer.info.total_steps);
+    let bar = progress_bar(total, trainer.state().step);
+    let quiet_every = (total / 20).max(1);
+    let mut on = |e: Event| match e {
+        Event::Step(m) => {
+            bar.set_position(m.step);
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.3}  tau {:.4}  std {:.4}  {:.1} img/s",
+                m.loss, m.lr, m.tau, m.collapse_std, m.images_per_s
+            ));
+            if bar.is_hidden() && (m.step % quiet_every == 0 || m.step == total) {
+                eprintln!(
+                    "step {}/{total}  epoch {}  loss {:.4}  lr {:.4}  tau {:.4}  collapse std {:.4}  {:.1} img/s",
+                    m.step, m.epoch, m.loss, m.lr, m.tau, m.collapse_std, m.images_per_s
+                );
+            }
+        }
+        Event::EpochEnd { epoch, skipped } if !skipped.is_empty() => {
+            bar.suspend(|| {
+                eprintln!(
+                    "epoch {epoch}: skipped {} unreadable images:",
+                    skipped.len()
+                );
+                for s in skipped.iter().take(10) {
+                    eprintln!("  {}: {}", s.name, s.reason);
+                }
+            });
+        }
+        Event::EpochEnd { .. } => {}
+        Event::Checkpoint(p) => bar.suspend(|| eprintln!("checkpoint: {}", p.display())),
+    };
+    let result = trainer.run(&mut on);
+    bar.finish_and_clear();
+    result?;
+    let s = trainer.state();
+    println!(
+        "trained {} steps ({} epochs) in {:.0} s; run: {}",
+        s.step,
+        s.epoch,
+        s.elapsed_s,
+        trainer.out.display()
+    );
+    Ok(())
+}
+
+fn report_start(trainer: &Trainer, gpu: &Gpu) {
+    let c = &trainer.config;
+    let i = &trainer.info;
+    eprintln!(
+        "adapter: {} ({:?})\ndata: {} images of {:?}; preset {}: {} width {} stem {:?}, heads {}/{}, batch {} ({} micro-batches), {} epochs = {} steps, {} kernels per micro-batch\nrun: {}",
+        gpu.info.name,
+        gpu.info.backend,
+        i.dataset_len,
+        i.image_shape,
+        c.preset,
+        c.arch,
+        c.width,
+        c.stem,
+        c.hidden,
+        c.projection,
+        c.batch,
+        c.accumulate,
+        c.epochs,
+        i.total_steps,
+        i.kernels_per_step,
+        trainer.out.display()
+    );
+}
+
+fn progress_bar(total: u64, done: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}  ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.set_position(done);
+    bar
+}

@@ -1,0 +1,260 @@
+//! A training run's settings: presets from SPEC.md, overridden by a TOML file, overridden by
+//! flags. The resolved config is saved with every checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use crate::byol::{ByolNets, TargetInit};
+use crate::nn::{ResNetConfig, Stem};
+use crate::optim::Lars;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub preset: String,
+    /// The dataset; absent: Fashion-MNIST (Debian's package, else the sample in assets/).
+    pub data: Option<PathBuf>,
+    /// Train on the first this many images only.
+    pub subset: Option<usize>,
+    /// resnet18, resnet34, resnet50, resnet101, resnet152 or resnet200.
+    pub arch: String,
+    /// Planes of the first stage (64 in torchvision; 64 x k for the k-times-wide nets).
+    pub width: usize,
+    pub stem: Stem,
+    /// Side of the views; absent: the dataset's own side (small images) or 224.
+    pub image_size: Option<usize>,
+    /// Hidden and output widths of the projector and predictor.
+    pub hidden: usize,
+    pub projection: usize,
+    pub epochs: usize,
+    /// Images per optimiser step.
+    pub batch: usize,
+    /// Micro-batches per optimiser step (each of batch / accumulate images).
+    pub accumulate: usize,
+    /// Base learning rate: the step's rate is lr x batch / 256.
+    pub lr: f64,
+    pub warmup_epochs: f64,
+    pub weight_decay: f32,
+    pub eta: f32,
+    pub momentum: f32,
+    pub tau_base: f64,
+    /// A constant tau instead of the schedule (the ablations tau 0 and tau 1).
+    pub tau: Option<f64>,
+    /// Gaussian blur in the views (off for tiny images).
+    pub blur: bool,
+    /// The predictor (off: the no-predictor ablation).
+    pub predictor: bool,
+    pub target_init: TargetInit,
+    pub seed: u64,
+    /// Save a checkpoint every this many optimiser steps (0: only by time and at the end).
+    pub checkpoint_every: u64,
+    pub checkpoint_minutes: f64,
+    /// Stop after this many optimiser steps in total (the schedules still span all epochs).
+    pub stop_after: Option<u64>,
+}
+
+pub const PRESETS: [&str; 8] = [
+    "quick",
+    "small",
+    "small-batch",
+    "imagenet",
+    "imagenet-300",
+    "imagenet-100",
+    "imagenet-40",
+    "tiny",
+];
+
+impl TrainConfig {
+    /// A named preset (see PRESETS and the README's table).
+    pub fn preset(name: &str) -> Result<Self> {
+        let imagenet = Self {
+            preset: name.into(),
+            data: None,
+            subset: None,
+            arch: "resnet50".into(),
+            width: 64,
+            stem: Stem::Imagenet,
+            image_size: Some(224),
+            hidden: 4096,
+            projection: 256,
+            epochs: 1000,
+            batch: 4096,
+            accumulate: 1,
+            lr: 0.2,
+            warmup_epochs: 10.0,
+            weight_decay: 1.5e-6,
+            eta: 1e-3,
+            momentum: 0.9,
+            tau_base: 0.996,
+            tau: None,
+            blur: true,
+            predictor: true,
+            target_init: TargetInit::Copy,
+            seed: 0,
+            checkpoint_every: 1000,
+            checkpoint_minutes: 30.0,
+            stop_after: None,
+        };
+        // The peers' recipe for 28-32 px images (solo-learn's CIFAR BYOL).
+        let small = Self {
+            arch: "resnet18".into(),
+            stem: Stem::Small,
+            image_size: None,
+            epochs: 1000,
+            batch: 256,
+            lr: 1.0,
+            weight_decay: 1e-5,
+            eta: 0.02,
+            tau_base: 0.99,
+            blur: false,
+            checkpoint_every: 500,
+            checkpoint_minutes: 10.0,
+            ..imagenet.clone()
+        };
+        let config = match name {
+            "imagenet" => imagenet,
+            "imagenet-300" => Self {
+                epochs: 300,
+                lr: 0.3,
+                weight_decay: 1e-6,
+                tau_base: 0.99,
+                ..imagenet
+            },
+            "imagenet-100" => Self {
+                epochs: 100,
+                lr: 0.45,
+                weight_decay: 1e-6,
+                tau_base: 0.99,
+                ..imagenet
+            },
+            "imagenet-40" => Self {
+                epochs: 40,
+                lr: 0.45,
+                weight_decay: 1e-6,
+                tau_base: 0.97,
+                ..imagenet
+            },
+            "small-batch" => Self {
+                batch: 512,
+                lr: 0.4,
+                tau_base: 0.9995,
+                ..imagenet
+            },
+            "small" => small,
+            // The small recipe on a narrow ResNet-18 with smaller heads and a 5,120-image
+            // subset, sized to finish in minutes without a GPU: the default run. Raise
+            // --epochs, --subset or --width for a longer one.
+            "quick" => Self {
+                subset: Some(5120),
+                width: 8,
+                hidden: 512,
+                projection: 128,
+                epochs: 1,
+                batch: 128,
+                warmup_epochs: 0.1,
+                checkpoint_every: 10,
+                checkpoint_minutes: 5.0,
+                ..small
+            },
+            // For tests: the smallest network the code supports.
+            "tiny" => Self {
+                width: 4,
+                hidden: 32,
+                projection: 16,
+                epochs: 1,
+                batch: 16,
+                warmup_epochs: 0.0,
+                checkpoint_every: 0,
+                ..small
+            },
+            _ => {
+                return Err(Error::Config(format!(
+                    "no preset '{name}': use one of {}",
+                    PRESETS.join(", ")
+                )))
+            }
+        };
+        Ok(Self {
+            preset: name.into(),
+            ..config
+        })
+    }
+
+    /// The preset named in `file` (or `preset`, or "quick"), with the file's keys over it.
+    /// Unknown keys are an error.
+    pub fn from_file(file: Option<&Path>, preset: Option<&str>) -> Result<Self> {
+        let table: toml::Table = match file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f).map_err(|e| Error::File {
+                    path: f.to_path_buf(),
+                    msg: e.to_string(),
+                })?;
+                text.parse().map_err(|e: toml::de::Error| Error::File {
+                    path: f.to_path_buf(),
+                    msg: format!("not a valid config: {}", e.message()),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let name = preset
+            .or_else(|| table.get("preset").and_then(|v| v.as_str()))
+            .unwrap_or("quick")
+            .to_string();
+        let base = Self::preset(&name)?;
+        let mut merged = toml::Table::try_from(&base).expect("configs serialise");
+        merged.extend(table);
+        merged.insert("preset".into(), name.into());
+        merged.try_into().map_err(|e: toml::de::Error| {
+            let path = file.map(Path::to_path_buf).unwrap_or_default();
+            Error::File {
+                path,
+                msg: format!("bad config: {}", e.message()),
+            }
+        })
+    }
+
+    pub fn depth(&self) -> Result<usize> {
+        self.arch
+            .strip_prefix("resnet")
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| Error::Config(format!("unknown arch '{}': use resnet18, resnet34, resnet50, resnet101, resnet152 or resnet200", self.arch)))
+    }
+
+    /// Images per micro-batch.
+    pub fn micro_batch(&self) -> Result<usize> {
+        if self.accumulate == 0
+            || !self.batch.is_multiple_of(self.accumulate)
+            || self.batch < 2 * self.accumulate
+        {
+            return Err(Error::Config(format!(
+                "batch {} cannot be split into {} micro-batches of at least 2 images",
+                self.batch, self.accumulate
+            )));
+        }
+        Ok(self.batch / self.accumulate)
+    }
+
+    pub fn nets(&self, in_channels: usize) -> Result<ByolNets> {
+        let mut encoder = ResNetConfig::of_depth(self.depth()?, 1, in_channels, self.stem)?;
+        encoder.width = self.width;
+        Ok(ByolNets {
+            encoder,
+            hidden: self.hidden,
+            projection: self.projection,
+            predictor: self.predictor,
+        })
+    }
+
+    pub fn lars(&self) -> Lars {
+        Lars {
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            eta: self.eta,
+        }
+    }
+
+    /// The learning rate at the peak of the schedule: lr x batch / 256.
+    pub fn peak_lr(&self) -> f64 {
+        self.lr * self.batch as f64 / 256.0
+    }
+}

@@ -1,0 +1,409 @@
+//! The training loop: batches from the loader, both views augmented on the device, the BYOL
+//! step, metrics read back one step late (the queue never waits for the CPU), checkpoints.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::checkpoint::{self, TrainState};
+use super::metrics::{MetricsLog, StepMetrics};
+use super::TrainConfig;
+use crate::augment::{draw, step_rng, Augmenter, ViewDistribution};
+use crate::byol::ByolStep;
+use crate::data::{self, Dataset, EpochReader, Loader, Skipped, Split};
+use crate::gpu::Gpu;
+use crate::graph::{Executable, Pending};
+use crate::nn::{ParamRole, Weights};
+use crate::optim::{LrSchedule, TauSchedule};
+use crate::{Error, Result};
+
+/// Largest side a folder image keeps when decoded, as a multiple of the view side.
+const SOURCE_SIDE_FACTOR: usize = 2;
+
+/// What the loop tells its caller.
+pub enum Event<'a> {
+    Step(&'a StepMetrics),
+    EpochEnd { epoch: u64, skipped: &'a [Skipped] },
+    Checkpoint(&'a Path),
+}
+
+/// Run-level facts for the caller's display.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub dataset_len: usize,
+    pub steps_per_epoch: u64,
+    pub total_steps: u64,
+    pub image_shape: [usize; 3],
+    pub kernels_per_step: usize,
+}
+
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub out: PathBuf,
+    pub info: RunInfo,
+    state: TrainState,
+    step: ByolStep,
+    exe: Executable,
+    augmenter: Augmenter,
+    loader: Loader,
+    views: [ViewDistribution; 2],
+    lr: LrSchedule,
+    tau: TauSchedule,
+}
+
+/// A run's dataset split opened as the config says.
+pub fn open_dataset(config: &TrainConfig, split: Split) -> Result<Arc<dyn Dataset>> {
+    let path = config
+        .data
+        .clone()
+        .unwrap_or_else(data::default_dataset_path);
+    let side = config.image_size.unwrap_or(224);
+    let dataset = data::open(&path, split, side * SOURCE_SIDE_FACTOR)?;
+    Ok(match (split, config.subset) {
+        (Split::Train, Some(n)) if n > 0 => Arc::new(data::Subset::new(dataset, n)),
+        _ => dataset,
+    })
+}
+
+/// The side of the views: the config's, else the dataset's own for images up to 64 px.
+pub fn view_side(config: &TrainConfig, dataset: &dyn Dataset) -> usize {
+    config.image_size.unwrap_or_else(|| {
+        let side = dataset.max_side();
+        if side <= 64 {
+            side
+        } else {
+            224
+        }
+    })
+}
+
+impl Trainer {
+    /// A new run in `out` (which must not hold one already).
+    pub fn new(gpu: &Arc<Gpu>, config: TrainConfig, out: &Path) -> Result<Self> {
+        if !checkpoint::list(out).is_empty() {
+            return Err(Error::Config(format!(
+                "{} already holds a run: continue it with --resume {0}, or choose another --out",
+                out.display()
+            )));
+        }
+        let state = TrainState {
+            format: checkpoint::FORMAT,
+            step: 0,
+            epoch: 0,
+            position: 0,
+            skipped: 0,
+            elapsed_s: 0.0,
+            config: config.clone(),
+        };
+        let trainer = Self::build(gpu, state, out)?;
+        let values = trainer.step.initial_values(config.seed, config.target_init);
+        for (p, v) in trainer.step.params.iter().zip(values) {
+            trainer.exe.write(p.id, &v)?;
+        }
+        Ok(trainer)
+    }
+
+    /// Continues the run whose checkpoint (or run directory) is `path`.
+    pub fn resume(gpu: &Arc<Gpu>, path: &Path, stop_after: Option<u64>) -> Result<Self> {
+        let dir = checkpoint::resolve(path)?;
+        let (mut state, tensors) = checkpoint::load(&dir)?;
+        if stop_after.is_some() {
+            state.config.stop_after = stop_after;
+        }
+        let run = dir
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| path.to_path_buf());
+        let trainer = Self::build(gpu, state, &run)?;
+        crate::nn::upload(&trainer.exe, &trainer.step.params, &tensors, "")?;
+        Ok(trainer)
+    }
+
+    fn build(gpu: &Arc<Gpu>, state: TrainState, out: &Path) -> Result<Self> {
+        let config = state.config.clone();
+        let dataset = open_dataset(&config, Split::Train)?;
+        let side = view_side(&config, dataset.as_ref());
+        let channels = dataset.channels();
+        let micro = config.micro_batch()?;
+        let loader = Loader::new(dataset.clone(), micro, config.seed);
+        let steps_per_epoch = (loader.batches_per_epoch() / config.accumulate) as u64;
+        if steps_per_epoch == 0 {
+            return Err(Error::Config(format!(
+                "the dataset has {} images, fewer than one batch of {}: lower --batch",
+                dataset.len(),
+                config.batch
+            )));
+        }
+        let total_steps = steps_per_epoch * config.epochs as u64;
+        let image_shape = [channels, side, side];
+        let step = ByolStep::build(
+            &config.nets(channels)?,
+            micro,
+            image_shape,
+            &config.lars(),
+            config.accumulate,
+        )?;
+        let outputs: Vec<_> = [step.loss, step.collapse_std]
+            .into_iter()
+            .chain(step.norms.iter().copied())
+            .collect();
+        let exe = Executable::new(gpu, &step.graph, &outputs)?;
+        let max_side = dataset.max_side().max(1);
+        let augmenter = Augmenter::new(
+            gpu,
+            micro,
+            side,
+            channels,
+            &dataset.normalization(),
+            max_side,
+            &[exe.input_buffer(step.view1)?, exe.input_buffer(step.view2)?],
+        )?;
+        let views = if config.blur {
+            [ViewDistribution::t(), ViewDistribution::t_prime()]
+        } else {
+            [
+                ViewDistribution::t().without_blur(),
+                ViewDistribution::t_prime().without_blur(),
+            ]
+        };
+        let lr = LrSchedule {
+            base: config.peak_lr(),
+            warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as u64,
+            total_steps,
+        };
+        let tau = TauSchedule {
+            base: config.tau_base,
+            total_steps,
+        };
+        let info = RunInfo {
+            dataset_len: dataset.len(),
+            steps_per_epoch,
+            total_steps,
+            image_shape,
+            kernels_per_step: exe.dispatch_count() + augmenter.dispatches().len(),
+        };
+        Ok(Self {
+            config,
+            out: out.to_path_buf(),
+            info,
+            state,
+            step,
+            exe,
+            augmenter,
+            loader,
+            views,
+            lr,
+            tau,
+        })
+    }
+
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The step's [lr, tau] after `step` optimiser steps.
+    fn schedule(&self, step: u64) -> (f64, f64) {
+        let tau = self.config.tau.unwrap_or_else(|| self.tau.at(step));
+        (self.lr.at(step), tau)
+    }
+
+    /// Every parameter's current value, named as in the graph.
+    pub fn tensors(&self) -> Result<Weights> {
+        let mut w = Weights::default();
+        for p in &self.step.params {
+            w.insert(&p.name, &p.shape, self.exe.read(p.id)?);
+        }
+        Ok(w)
+    }
+
+    /// The online encoder's tensors under torchvision's names.
+    pub fn online_encoder(&self) -> Result<Weights> {
+        let mut w = Weights::default();
+        for p in &self.step.params {
+            if p.role == ParamRole::OptimizerState {
+                continue;
+            }
+            if let Some(name) = p.name.strip_prefix("online.encoder.") {
+                w.insert(name, &p.shape, self.exe.read(p.id)?);
+            }
+        }
+        Ok(w)
+    }
+
+    /// Saves a checkpoint of the current step, unless some weight is no longer finite (the
+    /// run diverged): then the error names the last good checkpoint, which stays.
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let tensors = self.tensors()?;
+        if let Some(name) = tensors
+            .tensors
+            .iter()
+            .find(|(_, (_, d))| d.iter().any(|v| !v.is_finite()))
+            .map(|(n, _)| n)
+        {
+            return Err(self.diverged(format!(
+                "'{name}' is no longer finite after step {}",
+                self.state.step
+            )));
+        }
+        checkpoint::save(&self.out, &self.state, &tensors)
+    }
+
+    fn diverged(&self, what: String) -> Error {
+        let last = checkpoint::list(&self.out)
+            .pop()
+            .map_or("none was written".to_string(), |p| p.display().to_string());
+        Error::Training(format!(
+            "training diverged: {what}; the last good checkpoint is {last}. Lower --lr or check the data"
+        ))
+    }
+
+    fn next_batch(
+        &mut self,
+        reader: &mut EpochReader,
+        on: &mut dyn FnMut(Event),
+    ) -> Result<data::Batch> {
+        let mut empty_epochs = 0;
+        loop {
+            if let Some(b) = reader.next() {
+                self.state.position = b.next_position;
+                return Ok(b);
+            }
+            self.state.skipped += reader.skipped().len() as u64;
+            on(Event::EpochEnd {
+                epoch: self.state.epoch,
+                skipped: reader.skipped(),
+            });
+            empty_epochs += 1;
+            if empty_epochs > 1 {
+                return Err(Error::Training(format!(
+                    "no full batch of readable images in an epoch of {}",
+                    self.loader.dataset.len()
+                )));
+            }
+            self.state.epoch += 1;
+            self.state.position = 0;
+            *reader = self.loader.epoch(self.state.epoch, 0);
+        }
+    }
+
+    /// Trains until the last step (or `stop_after`), reporting each step, epoch end and
+    /// checkpoint to `on`. A non-finite loss stops the run with an error naming the step; the
+    /// checkpoints written before it stay.
+    pub fn run(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        let stop = self
+            .config
+            .stop_after
+            .unwrap_or(self.info.total_steps)
+            .min(self.info.total_steps);
+        std::fs::create_dir_all(&self.out).map_err(|e| Error::File {
+            path: self.out.clone(),
+            msg: e.to_string(),
+        })?;
+        let mut log = MetricsLog::open(&self.out, self.state.step)?;
+        let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
+        crate::nn::write_atomically(&self.out.join("config.json"), &json)?;
+        let mut reader = self.loader.epoch(self.state.epoch, self.state.position);
+        let acc = self.config.accumulate;
+        let started = Instant::now();
+        let elapsed_before = self.state.elapsed_s;
+        let mut last_checkpoint = Instant::now();
+        let mut in_flight: VecDeque<(u64, usize, u64, Pending)> = VecDeque::new();
+        let mut tally = StepTally::default();
+        let mut last_step_time = Instant::now();
+
+        let mut collect = |this: &mut Self,
+                           (step, micro, epoch, pending): (u64, usize, u64, Pending),
+                           tally: &mut StepTally,
+                           log: &mut MetricsLog,
+                           on: &mut dyn FnMut(Event)|
+         -> Result<()> {
+            let out = this.exe.collect(pending)?;
+            tally.loss += f64::from(out[0][0]);
+            if micro + 1 < acc {
+                return Ok(());
+            }
+            let loss = tally.loss / acc as f64;
+            *tally = StepTally::default();
+            if !loss.is_finite() {
+                return Err(this.diverged(format!("the loss became {loss} at step {}", step + 1)));
+            }
+            let (lr, tau) = this.schedule(step);
+            let (mut ww, mut gg) = (0.0, 0.0);
+            for n in &out[2..] {
+                ww += f64::from(n[0]);
+                gg += f64::from(n[2]);
+            }
+            let now = Instant::now();
+            let dt = now.duration_since(last_step_time).as_secs_f64();
+            last_step_time = now;
+            let m = StepMetrics {
+                step: step + 1,
+                epoch,
+                loss,
+                lr,
+                tau,
+                collapse_std: f64::from(out[1][0]),
+                weight_norm: ww.sqrt(),
+                grad_norm: gg.sqrt(),
+                images_per_s: this.config.batch as f64 / dt.max(1e-9),
+                elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
+            };
+            log.append(&m)?;
+            on(Event::Step(&m));
+            Ok(())
+        };
+
+        while self.state.step < stop {
+            let step = self.state.step;
+            let (lr, tau) = self.schedule(step);
+            for micro in 0..acc {
+                let batch = self.next_batch(&mut reader, on)?;
+                let mut rng = step_rng(self.config.seed, step * acc as u64 + micro as u64);
+                let params = draw(&mut rng, &self.views, &batch.images);
+                self.augmenter.upload(&batch.images, &params)?;
+                self.exe
+                    .write(self.step.schedule, &[lr as f32, tau as f32])?;
+                let phases = if micro + 1 == acc {
+                    0..self.exe.phase_count()
+                } else {
+                    0..1
+                };
+                let pending = self.exe.submit(self.augmenter.dispatches(), phases)?;
+                in_flight.push_back((step, micro, self.state.epoch, pending));
+                // Keep one run queued behind the one being read back.
+                while in_flight.len() > 1 {
+                    let oldest = in_flight.pop_front().unwrap();
+                    collect(self, oldest, &mut tally, &mut log, on)?;
+                }
+            }
+            self.state.step += 1;
+            let due_by_steps = self.config.checkpoint_every > 0
+                && self.state.step.is_multiple_of(self.config.checkpoint_every);
+            let due_by_time =
+                last_checkpoint.elapsed().as_secs_f64() >= self.config.checkpoint_minutes * 60.0;
+            if (due_by_steps || due_by_time) && self.state.step < stop {
+                while let Some(p) = in_flight.pop_front() {
+                    collect(self, p, &mut tally, &mut log, on)?;
+                }
+                self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+                let path = self.save_checkpoint()?;
+                on(Event::Checkpoint(&path));
+                last_checkpoint = Instant::now();
+            }
+        }
+        while let Some(p) = in_flight.pop_front() {
+            collect(self, p, &mut tally, &mut log, on)?;
+        }
+        self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+        let path = self.save_checkpoint()?;
+        on(Event::Checkpoint(&path));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct StepTally {
+    loss: f64,
+}

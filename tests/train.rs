@@ -1,0 +1,230 @@
+//! Training runs end to end on the shipped Fashion-MNIST sample with the tiny preset:
+//! resuming is exact, divergence stops the run, and bad input is refused with a clear error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use byol_wgpu::train::{checkpoint, metrics, Event, TrainConfig, Trainer};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist-sample")
+}
+
+fn tiny(accumulate: usize) -> TrainConfig {
+    let mut c = TrainConfig::preset("tiny").unwrap();
+    c.data = Some(sample());
+    c.subset = Some(160);
+    c.batch = 16;
+    c.accumulate = accumulate;
+    c.epochs = 2;
+    c.warmup_epochs = 0.5;
+    c
+}
+
+fn train(config: &TrainConfig, out: &Path, stop_after: u64) {
+    let mut config = config.clone();
+    config.stop_after = Some(stop_after);
+    let mut t = Trainer::new(&common::gpu(), config, out).unwrap();
+    t.run(&mut |_| {}).unwrap();
+}
+
+fn resume(out: &Path, stop_after: u64) -> Trainer {
+    let mut t = Trainer::resume(&common::gpu(), out, Some(stop_after)).unwrap();
+    t.run(&mut |_| {}).unwrap();
+    t
+}
+
+fn deterministic(run: &Path) -> Vec<[u64; 8]> {
+    metrics::read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|m| m.deterministic_part())
+        .collect()
+}
+
+#[test]
+fn n_steps_resume_n_steps_equals_2n_steps() {
+    // With accumulation, the schedules must count optimiser steps across the resume; the
+    // 10 optimiser steps per epoch also make the resumed run cross an epoch boundary.
+    for accumulate in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        let config = tiny(accumulate);
+        let n = 6;
+        train(&config, &one, 2 * n);
+        train(&config, &two, n);
+        let resumed = resume(&two, 2 * n);
+        let (a, b) = (deterministic(&one), deterministic(&two));
+        assert_eq!(a.len() as u64, 2 * n);
+        assert_eq!(a, b, "metrics with accumulate {accumulate}");
+        let (_, wa) = checkpoint::load(&one).unwrap();
+        let (state, wb) = checkpoint::load(&two).unwrap();
+        assert_eq!(state.step, 2 * n);
+        assert!(state.epoch >= 1, "crossed into the second epoch");
+        assert_eq!(
+            wa.tensors, wb.tensors,
+            "weights with accumulate {accumulate}"
+        );
+        assert_eq!(resumed.state().step, 2 * n);
+    }
+}
+
+#[test]
+fn a_resume_after_a_kill_drops_the_steps_past_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(1);
+    config.checkpoint_every = 2;
+    train(&config, dir.path(), 3);
+    // As if killed after step 3 was logged but before its checkpoint: only step 2's remains.
+    let last = checkpoint::list(dir.path()).pop().unwrap();
+    std::fs::remove_dir_all(&last).unwrap();
+    let log = dir.path().join("metrics.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"step\": 4, \"trunc");
+    std::fs::write(&log, text).unwrap();
+    resume(dir.path(), 4);
+    let steps: Vec<u64> = metrics::read(&log)
+        .unwrap()
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(1);
+    config.checkpoint_every = 1;
+    config.lr = 1e30;
+    config.eta = 1e30;
+    config.stop_after = Some(8);
+    let mut t = Trainer::new(&common::gpu(), config, dir.path()).unwrap();
+    let mut seen = Vec::new();
+    let err = t
+        .run(&mut |e| {
+            if let Event::Step(m) = e {
+                seen.push(m.loss);
+            }
+        })
+        .expect_err("a learning rate of 1e30 diverges")
+        .to_string();
+    assert!(
+        err.contains("diverged") && err.contains("Lower --lr"),
+        "{err}"
+    );
+    assert!(
+        seen.iter().all(|l| l.is_finite()),
+        "no NaN is reported as a step"
+    );
+    let kept = checkpoint::list(dir.path());
+    let (_, weights) = checkpoint::load(dir.path()).unwrap_or_else(|e| panic!("{err} / {e}"));
+    assert!(!kept.is_empty());
+    assert!(weights
+        .tensors
+        .values()
+        .all(|(_, d)| d.iter().all(|v| v.is_finite())));
+}
+
+fn byol() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_byol"))
+}
+
+/// Runs `byol` and returns its exit status and stderr; asserts the error is one line.
+fn fails(args: &[&str]) -> String {
+    let out = byol().args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let last = err.lines().last().unwrap_or("").to_string();
+    assert!(last.starts_with("error: "), "{args:?}: {err}");
+    last
+}
+
+#[test]
+fn the_cli_trains_resumes_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let data = sample();
+    let common_args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        data.to_str().unwrap(),
+        "--subset",
+        "64",
+    ];
+    let out = byol()
+        .args(common_args)
+        .args(["--steps", "2", "--out", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trained 2 steps"));
+    let out = byol()
+        .args(["train", "--resume", run.to_str().unwrap(), "--steps", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(metrics::read(&run.join("metrics.jsonl")).unwrap().len(), 3);
+
+    let err = fails(&[&common_args[..], &["--out", run.to_str().unwrap()]].concat());
+    assert!(
+        err.contains("already holds a run") && err.contains("--resume"),
+        "{err}"
+    );
+
+    let err = fails(&[
+        "train",
+        "--data",
+        "/no/such/dataset",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(err.contains("no such dataset"), "{err}");
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "preset = \"tiny\"\nlearning_rate = 3\n").unwrap();
+    let err = fails(&["train", "--config", config.to_str().unwrap()]);
+    assert!(
+        err.contains("learning_rate") && err.contains("bad config"),
+        "{err}"
+    );
+
+    let err = fails(
+        &[
+            &common_args[..],
+            &[
+                "--image-size",
+                "4096",
+                "--out",
+                dir.path().join("y").to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("smaller batch"), "{err}");
+
+    // A truncated tensor file, then a foreign state file.
+    let ckpt = checkpoint::list(&run).pop().unwrap();
+    let tensors = ckpt.join("tensors.safetensors");
+    let bytes = std::fs::read(&tensors).unwrap();
+    std::fs::write(&tensors, &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&["train", "--resume", run.to_str().unwrap()]);
+    assert!(err.contains("tensors.safetensors"), "{err}");
+    std::fs::write(ckpt.join("state.json"), "{\"model\": \"something else\"}").unwrap();
+    let err = fails(&["train", "--resume", ckpt.to_str().unwrap()]);
+    assert!(err.contains("not a byol-wgpu checkpoint"), "{err}");
+    let err = fails(&["train", "--resume", dir.path().to_str().unwrap()]);
+    assert!(err.contains("no checkpoint here"), "{err}");
+}
