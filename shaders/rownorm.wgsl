@@ -153,3 +153,75 @@ fn byol_loss_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         out[base + j] = scale * d;
     }
 }
+
+// Max over the workgroup of each lane's value; every invocation gets it.
+fn reduce_max(lid: u32, v: f32) -> f32 {
+    red[lid] = vec3<f32>(v, 0.0, 0.0);
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            red[lid].x = max(red[lid].x, red[lid + stride].x);
+        }
+        workgroupBarrier();
+    }
+    let m = red[0].x;
+    workgroupBarrier();
+    return m;
+}
+
+// Softmax cross-entropy per row against target distributions y (one-hot labels):
+// out[row] = logsumexp(x) * sum(y) - <y, x>.
+@compute @workgroup_size(64, 1, 1)
+fn softmax_xent_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = row_of(wid, nwg);
+    let lid = lid3.x;
+    let live = row < p.rows;
+    let base = row * p.cols;
+    var m = -3.4e38;
+    if (live) {
+        for (var j = lid; j < p.cols; j += WG) {
+            m = max(m, x[base + j]);
+        }
+    }
+    let mx = reduce_max(lid, m);
+    var s = vec3<f32>(0.0);
+    if (live) {
+        for (var j = lid; j < p.cols; j += WG) {
+            s += vec3<f32>(exp(x[base + j] - mx), y[base + j], y[base + j] * x[base + j]);
+        }
+    }
+    let t = reduce3(lid, s);
+    if (live && lid == 0u) {
+        out[row] = (mx + log(t.x)) * t.y - t.z;
+    }
+}
+
+// Gradient of softmax_xent_forward with respect to x: g[row] * (softmax(x) sum(y) - y).
+@compute @workgroup_size(64, 1, 1)
+fn softmax_xent_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = row_of(wid, nwg);
+    let lid = lid3.x;
+    let live = row < p.rows;
+    let base = row * p.cols;
+    var m = -3.4e38;
+    if (live) {
+        for (var j = lid; j < p.cols; j += WG) {
+            m = max(m, x[base + j]);
+        }
+    }
+    let mx = reduce_max(lid, m);
+    var s = vec3<f32>(0.0);
+    if (live) {
+        for (var j = lid; j < p.cols; j += WG) {
+            s += vec3<f32>(exp(x[base + j] - mx), y[base + j], 0.0);
+        }
+    }
+    let t = reduce3(lid, s);
+    if (!live) {
+        return;
+    }
+    let dl = g[row];
+    for (var j = lid; j < p.cols; j += WG) {
+        out[base + j] = dl * (exp(x[base + j] - mx) / t.x * t.y - y[base + j]);
+    }
+}

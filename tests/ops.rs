@@ -7,7 +7,9 @@
 mod common;
 
 use byol_wgpu::graph::{CpuRunner, Executable, Graph, TensorId};
-use byol_wgpu::ops::{numel, BnApply, CenteredVar, ChannelSum, Conv2d, HostTensor, MaxPool2d};
+use byol_wgpu::ops::{
+    numel, BnApply, CenteredVar, ChannelSum, Conv2d, HostTensor, MaxPool2d, SoftmaxCrossEntropy,
+};
 use common::{assert_close, gpu, random};
 
 type Build = fn(&mut Graph, &[TensorId]) -> TensorId;
@@ -182,6 +184,20 @@ fn cases() -> Vec<Case> {
         }),
         case("byol_loss short rows", &[&[5, 3], &[5, 3]], |g, x| {
             g.byol_loss(x[0], x[1])
+        }),
+        case("softmax_cross_entropy", &[&[9, 70]], |g, x| {
+            let onehot = (0..9 * 70)
+                .map(|i| f32::from(i % 70 == (i / 70) * 7))
+                .collect();
+            let y = g.constant(&[9, 70], onehot);
+            g.apply(SoftmaxCrossEntropy, &[x[0], y])
+        }),
+        case("softmax_cross_entropy soft targets", &[&[4, 3]], |g, x| {
+            let y = g.constant(
+                &[4, 3],
+                vec![0.2, 0.3, 0.5, 1.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.1, 0.1, 0.8],
+            );
+            g.apply(SoftmaxCrossEntropy, &[x[0], y])
         }),
         case(
             "conv2d 3x3 stride 1 pad 1",

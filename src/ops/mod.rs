@@ -17,6 +17,7 @@ mod reduce;
 mod relu;
 mod scale;
 mod sgd;
+mod softmax_xent;
 mod stats;
 mod view;
 
@@ -38,6 +39,7 @@ pub use reduce::{BroadcastAxis, SumAxis};
 pub use relu::{Relu, ReluGrad};
 pub use scale::Scale;
 pub use sgd::SgdUpdate;
+pub use softmax_xent::{SoftmaxCrossEntropy, SoftmaxCrossEntropyGrad};
 pub use stats::ColumnStdMean;
 pub use view::{Reshape, StopGradient};
 

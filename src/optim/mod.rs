@@ -1,5 +1,5 @@
-//! LARS and the target EMA as in-place updates appended to a training graph, and the
-//! learning-rate and tau schedules that feed them each step.
+//! LARS, SGD with (Nesterov) momentum and the target EMA as in-place updates appended to a
+//! training graph, and the learning-rate and tau schedules that feed them each step.
 
 mod schedule;
 
@@ -7,7 +7,9 @@ pub use schedule::{LrSchedule, TauSchedule};
 
 use crate::graph::{Graph, TensorId};
 use crate::nn::{Layers, NamedParam, ParamRole};
-use crate::ops::{LarsMomentum, LarsParams, ScheduledRule, ScheduledUpdate, SquaredNorms};
+use crate::ops::{
+    Accumulate, LarsMomentum, LarsParams, ScheduledRule, ScheduledUpdate, SquaredNorms,
+};
 
 /// LARS as the paper runs it (Appendix J): momentum 0.9, trust coefficient eta, weight decay;
 /// biases and batch-norm parameters excluded from both decay and trust scaling.
@@ -57,6 +59,58 @@ impl Lars {
             .unzip();
         layers.prefix = saved_prefix;
         (updated, norms)
+    }
+}
+
+/// SGD with momentum (Nesterov's form when `nesterov`) and weight decay, as torch.optim.SGD:
+/// g' = g + wd w; m <- momentum m + g'; w <- w - lr (g' + momentum m) (Nesterov) or
+/// w <- w - lr m, with lr = `schedule[0]`. The linear evaluation's optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sgd {
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+}
+
+impl Sgd {
+    /// Appends a momentum buffer (`momentum.` + the parameter's name) and the in-place step
+    /// for every parameter with its gradient.
+    pub fn append(
+        &self,
+        layers: &mut Layers,
+        params: &[NamedParam],
+        grads: &[TensorId],
+        schedule: TensorId,
+    ) {
+        let saved_prefix = std::mem::replace(&mut layers.prefix, "momentum.".into());
+        for (p, &g) in params.iter().zip(grads) {
+            let m = layers.param(&p.name, &p.shape, ParamRole::OptimizerState);
+            let graph: &mut Graph = layers.graph;
+            let g = if self.weight_decay > 0.0 {
+                let decay = graph.scale(p.id, self.weight_decay);
+                graph.add(g, decay)
+            } else {
+                g
+            };
+            let m = graph.apply(
+                Accumulate {
+                    a: self.momentum,
+                    b: 1.0,
+                },
+                &[m, g],
+            );
+            let step = if self.nesterov {
+                let look_ahead = graph.scale(m, self.momentum);
+                graph.add(g, look_ahead)
+            } else {
+                m
+            };
+            graph.apply(
+                ScheduledUpdate(ScheduledRule::Step),
+                &[p.id, step, schedule],
+            );
+        }
+        layers.prefix = saved_prefix;
     }
 }
 
