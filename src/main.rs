@@ -51,18 +51,39 @@ enum Command {
     },
     /// Representations of images with a trained encoder, in inference mode
     Embed {
-        /// Encoder weights: safetensors with torchvision names (optionally under encoder. or online.encoder.)
+        /// Encoder: a training run or checkpoint directory (its online encoder), or safetensors
+        /// with torchvision names (optionally under encoder. or online.encoder.)
         #[arg(long)]
         weights: PathBuf,
         /// Images as float32 [N, C, H, W], already normalised
+        #[arg(long, required_unless_present = "images", conflicts_with = "images")]
+        npy: Option<PathBuf>,
+        /// A folder of PNG/JPEG/WebP images (sorted by path; class subfolders allowed), made into
+        /// views as the run made its evaluation views
         #[arg(long)]
-        npy: PathBuf,
+        images: Option<PathBuf>,
+        /// View side for --images with a weights file (default 224, or the images' side up to 64)
+        #[arg(long)]
+        image_size: Option<usize>,
         /// Where to write the float32 [N, D] representations
         #[arg(long)]
         out: PathBuf,
         /// Images per GPU batch
         #[arg(long, default_value_t = 64)]
         batch: usize,
+    },
+    /// Evaluate an encoder: linear probe or kNN on a labelled dataset
+    Eval {
+        #[command(subcommand)]
+        what: cli::eval::EvalCommand,
+    },
+    /// Write a run's online encoder as safetensors with torchvision's names
+    Export {
+        /// A training run or one of its checkpoints
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Kernel microbenchmarks
     Bench {
@@ -149,15 +170,32 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
         Command::Embed {
             weights,
             npy,
+            images,
+            image_size,
             out,
             batch,
         } => {
-            let (n, d) =
-                byol_wgpu::eval::embed_npy(&Gpu::new(choice)?, &weights, &npy, &out, batch)?;
+            let gpu = Gpu::new(choice)?;
+            let (n, d) = match (npy, images) {
+                (Some(npy), _) => {
+                    let (_, w) = cli::eval::load_encoder(&weights)?;
+                    byol_wgpu::eval::embed_npy(&gpu, &w, &npy, &out, batch)?
+                }
+                (None, Some(dir)) => {
+                    cli::eval::embed_images(&gpu, &weights, &dir, image_size, &out, batch)?
+                }
+                (None, None) => unreachable!("clap requires --npy or --images"),
+            };
             println!("wrote {n} x {d} representations to {}", out.display());
             Ok(())
         }
         Command::Bench { what } => bench(what, &Gpu::new(choice)?),
+        Command::Eval { what } => cli::eval::run(&what, &Gpu::new(choice)?),
+        Command::Export { checkpoint, out } => {
+            let n = cli::eval::export(&checkpoint, &out)?;
+            println!("wrote {n} tensors to {}", out.display());
+            Ok(())
+        }
     }
 }
 

@@ -90,7 +90,10 @@ impl Augmenter {
         max_side: usize,
         outputs: &[&wgpu::Buffer],
     ) -> Result<Self> {
-        let capacity = batch * max_side * max_side;
+        // Room for a batch of max_side squares, within what one binding may hold; a batch of
+        // larger images is refused at upload.
+        let binding_words = (gpu.limits.max_storage_buffer_binding_size / 4) as usize;
+        let capacity = (batch * max_side * max_side).min(binding_words);
         let view_floats = (batch * channels * side * side) as u64 * 4;
         for o in outputs {
             if o.size() < view_floats {
@@ -174,7 +177,7 @@ impl Augmenter {
             return Err(Error::Shape {
                 op: "augment".into(),
                 msg: format!(
-                    "the batch has {} source pixels, the buffer holds {}",
+                    "the batch has {} source pixels, the device buffer holds {}: use a smaller batch",
                     pixels.len(),
                     self.capacity
                 ),

@@ -66,6 +66,24 @@ impl ViewParams {
         }
     }
 
+    /// The evaluation view: small images (up to 64 px) whole; larger ones the centre square
+    /// of 87.5% of the shorter side (the usual resize-256, crop-224).
+    pub fn center(width: usize, height: usize) -> Self {
+        if width.max(height) <= 64 {
+            return Self::identity(width, height);
+        }
+        let side = ((width.min(height) as f64) * 0.875).round().max(1.0) as usize;
+        Self {
+            crop: [
+                ((width - side) / 2) as u32,
+                ((height - side) / 2) as u32,
+                side as u32,
+                side as u32,
+            ],
+            ..Self::identity(width, height)
+        }
+    }
+
     /// The layout shaders/augment.wgsl reads.
     pub fn to_words(&self) -> [f32; PARAM_WORDS] {
         let order = self

@@ -1,3 +1,4 @@
 //! The subcommands that need more than a few lines.
 
+pub mod eval;
 pub mod train;

@@ -28,6 +28,15 @@ impl Normalization {
     };
 }
 
+/// How a run's images become network inputs: the view side, channels and normalisation.
+/// Saved with checkpoints so that evaluation and embedding see images as training did.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ViewSpec {
+    pub side: usize,
+    pub channels: usize,
+    pub normalization: Normalization,
+}
+
 pub trait Dataset: Send + Sync {
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::data::npy;
 use crate::gpu::Gpu;
 use crate::graph::{Executable, Graph, TensorId};
-use crate::nn::{load_safetensors, upload, Layers, Mode, ResNetConfig, Weights};
+use crate::nn::{upload, Layers, Mode, ResNetConfig, Weights};
 use crate::{Error, Result};
 
 /// The prefix under which `weights` holds a ResNet: a torchvision file, a fixture or checkpoint
@@ -67,6 +67,27 @@ impl Encoder {
         })
     }
 
+    /// Images per run.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// The device buffer of the input images, for kernels that write it (the augmentations).
+    pub fn input_buffer(&self) -> Result<&wgpu::Buffer> {
+        self.exe.input_buffer(self.input)
+    }
+
+    /// Runs `before` (which fills the input buffer) and the encoder in one submission;
+    /// returns the representations [batch, out_dim].
+    pub fn embed_after(&self, before: &[crate::gpu::Dispatch]) -> Result<Vec<f32>> {
+        let pending = self.exe.submit(before, 0..self.exe.phase_count())?;
+        Ok(self.exe.collect(pending)?.remove(0))
+    }
+
     /// Representations [N, out_dim] of `images` [N, C, H, W] (any N: the last batch is padded).
     pub fn embed(&self, images: &[f32]) -> Result<Vec<f32>> {
         let per_image: usize = self.image_shape.iter().product();
@@ -87,12 +108,11 @@ impl Encoder {
 /// `byol embed --npy`: images [N, C, H, W] float32, already normalised, to representations [N, D].
 pub fn embed_npy(
     gpu: &Arc<Gpu>,
-    weights: &Path,
+    weights: &Weights,
     images: &Path,
     out: &Path,
     batch: usize,
 ) -> Result<(usize, usize)> {
-    let weights = load_safetensors(weights)?;
     let (shape, data) = npy::read(images)?;
     let &[n, c, h, w] = shape.as_slice() else {
         return Err(Error::File {
@@ -106,7 +126,7 @@ pub fn embed_npy(
             msg: "no images".into(),
         });
     }
-    let encoder = Encoder::new(gpu, &weights, batch.clamp(1, n), [c, h, w])?;
+    let encoder = Encoder::new(gpu, weights, batch.clamp(1, n), [c, h, w])?;
     let y = encoder.embed(&data)?;
     npy::write(out, &[n, encoder.config.out_dim()], &y)?;
     Ok((n, encoder.config.out_dim()))

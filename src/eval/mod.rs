@@ -1,5 +1,11 @@
-//! Using a trained encoder: representations of images (linear evaluation and kNN follow).
+//! Using a trained encoder: representations of images, linear evaluation and kNN.
 
 mod embed;
+mod features;
+mod knn;
+mod linear;
 
 pub use embed::{embed_npy, find_encoder_prefix, Encoder};
+pub use features::{encode_dataset, pixel_features, Features};
+pub use knn::{knn_eval, KnnReport};
+pub use linear::{linear_eval, LinearEvalConfig, LinearEvalReport};

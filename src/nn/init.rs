@@ -72,3 +72,18 @@ pub fn initial_values(params: &[NamedParam], seed: u64) -> Vec<Vec<f32>> {
         })
         .collect()
 }
+
+/// A freshly initialised encoder of `config`'s shape, under torchvision's names (the
+/// random-network baseline of the evaluations).
+pub fn random_encoder(config: &super::ResNetConfig, seed: u64) -> super::Weights {
+    let mut g = crate::graph::Graph::new();
+    let x = g.input("images", &[2, config.in_channels, 32, 32]);
+    let mut layers = super::Layers::new(&mut g, super::Mode::Eval, "");
+    config.build(&mut layers, x);
+    let params = layers.params;
+    let mut weights = super::Weights::default();
+    for (p, v) in params.iter().zip(initial_values(&params, seed)) {
+        weights.insert(&p.name, &p.shape, v);
+    }
+    weights
+}

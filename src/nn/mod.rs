@@ -6,7 +6,7 @@ mod layers;
 mod resnet;
 mod weights;
 
-pub use init::initial_values;
+pub use init::{initial_values, random_encoder};
 pub use layers::{Layers, Mode, NamedParam, ParamRole};
 pub use resnet::{Block, ResNetConfig, Stem};
 pub use weights::{load_safetensors, save_safetensors, upload, write_atomically, Weights};

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::TrainConfig;
+use crate::data::ViewSpec;
 use crate::nn::{load_safetensors, save_safetensors, write_atomically, Weights};
 use crate::{Error, Result};
 
@@ -30,6 +31,8 @@ pub struct TrainState {
     pub skipped: u64,
     /// Seconds of training so far.
     pub elapsed_s: f64,
+    /// How images were turned into network inputs.
+    pub views: ViewSpec,
     pub config: TrainConfig,
 }
 

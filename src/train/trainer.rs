@@ -11,7 +11,7 @@ use super::metrics::{MetricsLog, StepMetrics};
 use super::TrainConfig;
 use crate::augment::{draw, step_rng, Augmenter, ViewDistribution};
 use crate::byol::ByolStep;
-use crate::data::{self, Dataset, EpochReader, Loader, Skipped, Split};
+use crate::data::{self, Dataset, EpochReader, Loader, Skipped, Split, ViewSpec};
 use crate::gpu::Gpu;
 use crate::graph::{Executable, Pending};
 use crate::nn::{ParamRole, Weights};
@@ -94,6 +94,11 @@ impl Trainer {
             position: 0,
             skipped: 0,
             elapsed_s: 0.0,
+            views: ViewSpec {
+                side: 0,
+                channels: 0,
+                normalization: crate::data::Normalization::IMAGENET,
+            },
             config: config.clone(),
         };
         let trainer = Self::build(gpu, state, out)?;
@@ -121,11 +126,16 @@ impl Trainer {
         Ok(trainer)
     }
 
-    fn build(gpu: &Arc<Gpu>, state: TrainState, out: &Path) -> Result<Self> {
+    fn build(gpu: &Arc<Gpu>, mut state: TrainState, out: &Path) -> Result<Self> {
         let config = state.config.clone();
         let dataset = open_dataset(&config, Split::Train)?;
         let side = view_side(&config, dataset.as_ref());
         let channels = dataset.channels();
+        state.views = ViewSpec {
+            side,
+            channels,
+            normalization: dataset.normalization(),
+        };
         let micro = config.micro_batch()?;
         let loader = Loader::new(dataset.clone(), micro, config.seed);
         let steps_per_epoch = (loader.batches_per_epoch() / config.accumulate) as u64;

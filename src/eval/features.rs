@@ -1,0 +1,151 @@
+//! Representations of every image of a dataset: evaluation views made by the augmentation
+//! kernel straight into the encoder's input, the encoder in inference mode.
+
+use std::sync::Arc;
+
+use super::Encoder;
+use crate::augment::{Augmenter, ViewParams};
+use crate::data::{Dataset, Image, ViewSpec};
+use crate::gpu::Gpu;
+use crate::nn::Weights;
+use crate::{Error, Result};
+
+/// Representations [len, dim], row i for image i, with the labels where the dataset has them.
+pub struct Features {
+    pub data: Vec<f32>,
+    pub dim: usize,
+    pub labels: Vec<Option<u32>>,
+}
+
+impl Features {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Every label, or an error for unlabelled data.
+    pub fn require_labels(&self, what: &str) -> Result<Vec<u32>> {
+        self.labels
+            .iter()
+            .map(|l| {
+                l.ok_or_else(|| {
+                    Error::Config(format!(
+                        "{what} needs a labelled dataset (class subfolders, IDX or CIFAR labels)"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The centre views (`view`) of `dataset` (all of it, or its first `limit` images) through
+/// `weights`' encoder. Unreadable images are an error here: an evaluation must see them all.
+pub fn encode_dataset(
+    gpu: &Arc<Gpu>,
+    weights: &Weights,
+    dataset: &dyn Dataset,
+    view: &ViewSpec,
+    batch: usize,
+    limit: Option<usize>,
+) -> Result<Features> {
+    let n = limit.unwrap_or(usize::MAX).min(dataset.len());
+    if n == 0 {
+        return Err(Error::Config("the dataset has no images".into()));
+    }
+    let batch = batch.clamp(1, n);
+    let (side, channels) = (view.side, view.channels);
+    let encoder = Encoder::new(gpu, weights, batch, [channels, side, side])?;
+    let augmenter = Augmenter::new(
+        gpu,
+        batch,
+        side,
+        channels,
+        &view.normalization,
+        dataset.max_side(),
+        &[encoder.input_buffer()?],
+    )?;
+    let dim = encoder.out_dim();
+    let mut data = Vec::with_capacity(n * dim);
+    let mut labels = Vec::with_capacity(n);
+    for start in (0..n).step_by(batch) {
+        let rows = batch.min(n - start);
+        let mut images = load_range(dataset, start, rows)?;
+        labels.extend((start..start + rows).map(|i| dataset.label(i)));
+        // Pad the last batch with copies of its last image.
+        while images.len() < batch {
+            images.push(images[rows - 1].clone());
+        }
+        let views = images
+            .iter()
+            .map(|i| ViewParams::center(i.width, i.height))
+            .collect();
+        augmenter.upload(&images, &[views])?;
+        let y = encoder.embed_after(augmenter.dispatches())?;
+        data.extend_from_slice(&y[..rows * dim]);
+    }
+    Ok(Features { data, dim, labels })
+}
+
+/// The normalised pixels of the centre views as features (the raw-pixel baseline), made by
+/// the same augmentation kernel.
+pub fn pixel_features(
+    gpu: &Arc<Gpu>,
+    dataset: &dyn Dataset,
+    view: &ViewSpec,
+    batch: usize,
+    limit: Option<usize>,
+) -> Result<Features> {
+    let n = limit.unwrap_or(usize::MAX).min(dataset.len());
+    if n == 0 {
+        return Err(Error::Config("the dataset has no images".into()));
+    }
+    let batch = batch.clamp(1, n);
+    let (side, channels) = (view.side, view.channels);
+    let dim = channels * side * side;
+    let views = gpu.storage_buffer("pixel views", (batch * dim * 4) as u64)?;
+    let augmenter = Augmenter::new(
+        gpu,
+        batch,
+        side,
+        channels,
+        &view.normalization,
+        dataset.max_side(),
+        &[&views],
+    )?;
+    let mut data = Vec::with_capacity(n * dim);
+    let mut labels = Vec::with_capacity(n);
+    for start in (0..n).step_by(batch) {
+        let rows = batch.min(n - start);
+        let mut images = load_range(dataset, start, rows)?;
+        labels.extend((start..start + rows).map(|i| dataset.label(i)));
+        while images.len() < batch {
+            images.push(images[rows - 1].clone());
+        }
+        let params = images
+            .iter()
+            .map(|i| ViewParams::center(i.width, i.height))
+            .collect();
+        augmenter.upload(&images, &[params])?;
+        gpu.run(augmenter.dispatches())?;
+        data.extend_from_slice(&gpu.read_f32(&views, rows * dim)?);
+    }
+    Ok(Features { data, dim, labels })
+}
+
+fn load_range(dataset: &dyn Dataset, start: usize, rows: usize) -> Result<Vec<Image>> {
+    (start..start + rows)
+        .map(|i| {
+            dataset.load(i).map_err(|reason| Error::File {
+                path: dataset.describe(i).into(),
+                msg: reason,
+            })
+        })
+        .collect()
+}
