@@ -36,6 +36,9 @@ const P_SIGMA: u32 = 12u;
 const P_SOLARIZE: u32 = 13u;
 
 var<workgroup> partial: array<vec4<f32>, 256>;
+// The blur's normalised weights for offsets -radius..radius (radius <= MAX_RADIUS).
+const MAX_RADIUS: u32 = 63u;
+var<workgroup> blur_weights: array<f32, 127>;
 // Per-image flags every thread must agree on (barriers depend on them): jitter, order,
 // blur, grayscale.
 var<workgroup> shared_flags: vec4<u32>;
@@ -225,12 +228,18 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     // Separable Gaussian blur with zero padding: rows into scratch, then columns back.
     if (flags.z == 1u) {
         let sigma = prm[pb + P_SIGMA];
-        let r = i32(u.radius);
-        var norm = 0.0;
-        for (var k = -r; k <= r; k++) {
-            norm += gauss(k, sigma);
+        let r = i32(min(u.radius, MAX_RADIUS));
+        if (lid == 0u) {
+            var norm = 0.0;
+            for (var k = -r; k <= r; k++) {
+                norm += gauss(k, sigma);
+            }
+            for (var k = -r; k <= r; k++) {
+                blur_weights[k + r] = gauss(k, sigma) / norm;
+            }
         }
         storageBarrier();
+        workgroupBarrier();
         for (var p = lid; p < plane; p += WG) {
             let y = p / side;
             let x = i32(p % side);
@@ -239,10 +248,10 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 for (var k = -r; k <= r; k++) {
                     let xx = x + k;
                     if (xx >= 0 && xx < i32(side)) {
-                        acc += gauss(k, sigma) * out[base + c * plane + y * side + u32(xx)];
+                        acc += blur_weights[k + r] * out[base + c * plane + y * side + u32(xx)];
                     }
                 }
-                scratch[base + c * plane + p] = acc / norm;
+                scratch[base + c * plane + p] = acc;
             }
         }
         storageBarrier();
@@ -254,10 +263,10 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 for (var k = -r; k <= r; k++) {
                     let yy = y + k;
                     if (yy >= 0 && yy < i32(side)) {
-                        acc += gauss(k, sigma) * scratch[base + c * plane + u32(yy) * side + x];
+                        acc += blur_weights[k + r] * scratch[base + c * plane + u32(yy) * side + x];
                     }
                 }
-                out[base + c * plane + p] = acc / norm;
+                out[base + c * plane + p] = acc;
             }
         }
     }

@@ -538,3 +538,83 @@ impl StepReport {
         s
     }
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AugmentRow {
+    pub side: usize,
+    pub source_side: usize,
+    pub batch: usize,
+    /// Both views of a batch, kernels only.
+    pub kernel_images_per_s: f64,
+    /// Both views including the parameter draws, packing and upload of the batch.
+    pub pipeline_images_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AugmentReport {
+    pub adapter: String,
+    pub backend: String,
+    pub rows: Vec<AugmentRow>,
+}
+
+/// Images/s of the augmentation pipeline (T and T' views of RGB images) at 32 px from 32 px
+/// sources and at 224 px from 256 px sources.
+pub fn augment_report(gpu: &Arc<Gpu>, batch: usize) -> Result<AugmentReport> {
+    use crate::augment::{draw, step_rng, Augmenter, ViewDistribution};
+    let dists = [ViewDistribution::t(), ViewDistribution::t_prime()];
+    let norm = crate::data::Normalization::IMAGENET;
+    let mut rows = Vec::new();
+    for (side, source) in [(32usize, 32usize), (224, 256)] {
+        let images: Vec<crate::data::Image> = (0..batch)
+            .map(|i| {
+                let pixels = filler(source * source * 3, i)
+                    .iter()
+                    .map(|v| ((v + 1.0) * 127.0) as u8)
+                    .collect();
+                crate::data::Image::new(source, source, 3, pixels)
+            })
+            .collect::<Result<_>>()?;
+        let outs = (0..2)
+            .map(|_| gpu.storage_buffer("view", (batch * 3 * side * side * 4) as u64))
+            .collect::<Result<Vec<_>>>()?;
+        let aug = Augmenter::new(gpu, batch, side, 3, &norm, source, &[&outs[0], &outs[1]])?;
+        aug.upload(&images, &draw(&mut step_rng(0, 0), &dists, &images))?;
+        let kernel = time_dispatch(gpu, aug.dispatches())?;
+        let mut samples = Vec::new();
+        for k in 0..SAMPLES {
+            let t = Instant::now();
+            let params = draw(&mut step_rng(0, k as u64 + 1), &dists, &images);
+            aug.upload(&images, &params)?;
+            gpu.run(aug.dispatches())?;
+            samples.push(t.elapsed().as_secs_f64());
+        }
+        rows.push(AugmentRow {
+            side,
+            source_side: source,
+            batch,
+            kernel_images_per_s: batch as f64 / kernel,
+            pipeline_images_per_s: batch as f64 / median(&mut samples),
+        });
+    }
+    Ok(AugmentReport {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        rows,
+    })
+}
+
+impl AugmentReport {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "adapter: {} ({})\nT and T' views of RGB images (images/s, medians)\n\nview  source  batch   kernels   with draws + upload\n",
+            self.adapter, self.backend
+        );
+        for r in &self.rows {
+            s.push_str(&format!(
+                "{:>4}  {:>6}  {:>5}  {:>8.1}  {:>8.1}\n",
+                r.side, r.source_side, r.batch, r.kernel_images_per_s, r.pipeline_images_per_s
+            ));
+        }
+        s
+    }
+}

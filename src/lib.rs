@@ -15,5 +15,6 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod train;
+pub mod viz;
 
 pub use error::{Error, Result};

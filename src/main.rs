@@ -72,6 +72,28 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         batch: usize,
     },
+    /// A grid of images with their T and T' views, as PNG
+    AugmentPreview {
+        /// Dataset (default: Fashion-MNIST)
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Images (rows)
+        #[arg(long, default_value_t = 8)]
+        count: usize,
+        /// (T, T') pairs per image
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
+        /// View side (default: the images' own up to 64 px, else 224)
+        #[arg(long)]
+        image_size: Option<usize>,
+        /// Leave out the Gaussian blur (as the small presets do)
+        #[arg(long)]
+        no_blur: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Evaluate an encoder: linear probe or kNN on a labelled dataset
     Eval {
         #[command(subcommand)]
@@ -123,6 +145,13 @@ enum BenchCommand {
         /// Also time every kernel alone and list the time by kernel
         #[arg(long)]
         profile: bool,
+    },
+    /// Images/s of the augmentation pipeline (both views) at 32 px and at 224 px
+    Augment {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
     },
     /// Convolution GFLOP/s (forward and both gradients) for every layer shape of a small-stem
     /// ResNet-18 at 32x32, beside the matmul figure, and ResNet-18 images/s
@@ -191,6 +220,47 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
         }
         Command::Bench { what } => bench(what, &Gpu::new(choice)?),
         Command::Eval { what } => cli::eval::run(&what, &Gpu::new(choice)?),
+        Command::AugmentPreview {
+            data,
+            out,
+            count,
+            pairs,
+            image_size,
+            no_blur,
+            seed,
+        } => {
+            let path = data.unwrap_or_else(byol_wgpu::data::default_dataset_path);
+            let dataset = byol_wgpu::data::open(&path, byol_wgpu::data::Split::Train, 512)?;
+            let side = image_size.unwrap_or_else(|| {
+                let s = dataset.max_side();
+                if s <= 64 {
+                    s
+                } else {
+                    224
+                }
+            });
+            let (t, t2) = (
+                byol_wgpu::augment::ViewDistribution::t(),
+                byol_wgpu::augment::ViewDistribution::t_prime(),
+            );
+            let views = if no_blur {
+                [t.without_blur(), t2.without_blur()]
+            } else {
+                [t, t2]
+            };
+            let grid = byol_wgpu::augment::preview_grid(
+                &Gpu::new(choice)?,
+                dataset.as_ref(),
+                side,
+                count,
+                pairs,
+                &views,
+                seed,
+            )?;
+            grid.save_png(&out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Export { checkpoint, out } => {
             let n = cli::eval::export(&checkpoint, &out)?;
             println!("wrote {n} tensors to {}", out.display());
@@ -249,6 +319,13 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
                 &bench::step_report(gpu, &config, image, steps, profile)?,
                 json,
                 bench::StepReport::table,
+            );
+        }
+        BenchCommand::Augment { json, batch } => {
+            print_report(
+                &bench::augment_report(gpu, batch)?,
+                json,
+                bench::AugmentReport::table,
             );
         }
         BenchCommand::Conv { json, batch } => {

@@ -244,3 +244,34 @@ fn sampled_parameters_follow_the_table() {
     let no_blur = ViewDistribution::t().without_blur();
     assert!((0..1000).all(|_| no_blur.sample(&mut rng, 32, 32).blur_sigma == 0.0));
 }
+
+#[test]
+fn the_preview_shows_originals_and_their_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grid.png");
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist-sample");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_byol"))
+        .args([
+            "augment-preview",
+            "--data",
+            sample.to_str().unwrap(),
+            "--count",
+            "3",
+            "--pairs",
+            "2",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // 28 px views drawn 3x: 5 columns and 3 rows of 84 px cells with 4 px gaps.
+    let grid = image::open(&out).unwrap().to_rgb8();
+    assert_eq!((grid.width(), grid.height()), (5 * 88 + 8, 22 + 3 * 88 + 4));
+    // The first cell is the first image itself (its top-left corner is background black).
+    let d = byol_wgpu::data::open(&sample, byol_wgpu::data::Split::Train, 64).unwrap();
+    let first = d.load(0).unwrap();
+    let (x, y) = (4 + 3 * 14, 22 + 3 * 20);
+    assert_eq!(grid.get_pixel(x, y)[0], first.pixels[20 * 28 + 14]);
+}

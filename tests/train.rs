@@ -177,6 +177,8 @@ fn the_cli_trains_resumes_and_refuses_bad_input() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(metrics::read(&run.join("metrics.jsonl")).unwrap().len(), 3);
+    let curves = image::open(run.join("curves.png")).unwrap();
+    assert_eq!((curves.width(), curves.height()), (640, 5 * 170));
 
     let err = fails(&[&common_args[..], &["--out", run.to_str().unwrap()]].concat());
     assert!(

@@ -3,9 +3,11 @@
 //! straight into the buffers the training step reads, and the f64 reference (reference.rs).
 
 mod params;
+mod preview;
 pub mod reference;
 
 pub use params::{blur_radius, JitterOp, ViewDistribution, ViewParams, PARAM_WORDS};
+pub use preview::{preview_grid, preview_views};
 
 use std::sync::Arc;
 
@@ -64,6 +66,9 @@ pub fn with_channels(image: &Image, channels: usize) -> Image {
     }
 }
 
+/// The largest blur radius the kernel holds (shaders/augment.wgsl's MAX_RADIUS).
+const MAX_BLUR_RADIUS: usize = 63;
+
 /// Augments batches of `batch` images into `views` output buffers of [batch, channels, side,
 /// side] floats each. Every buffer is made once; a step uploads pixels and parameters only.
 pub struct Augmenter {
@@ -94,6 +99,12 @@ impl Augmenter {
         // larger images is refused at upload.
         let binding_words = (gpu.limits.max_storage_buffer_binding_size / 4) as usize;
         let capacity = (batch * max_side * max_side).min(binding_words);
+        if blur_radius(side) > MAX_BLUR_RADIUS {
+            return Err(Error::Shape {
+                op: "augment".into(),
+                msg: format!("views of {side} px need a blur radius above {MAX_BLUR_RADIUS}: use at most 1279 px"),
+            });
+        }
         let view_floats = (batch * channels * side * side) as u64 * 4;
         for o in outputs {
             if o.size() < view_floats {

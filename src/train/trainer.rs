@@ -257,7 +257,27 @@ impl Trainer {
                 self.state.step
             )));
         }
-        checkpoint::save(&self.out, &self.state, &tensors)
+        let path = checkpoint::save(&self.out, &self.state, &tensors)?;
+        self.write_curves()?;
+        Ok(path)
+    }
+
+    /// DIR/curves.png: loss, lr, tau, collapse std and norms over the steps so far.
+    pub fn write_curves(&self) -> Result<()> {
+        let log = super::metrics::read(&self.out.join("metrics.jsonl"))?;
+        let series = |f: fn(&StepMetrics) -> f64| -> Vec<(f64, f64)> {
+            log.iter().map(|m| (m.step as f64, f(m))).collect()
+        };
+        crate::viz::curves(
+            &self.out.join("curves.png"),
+            &[
+                ("loss", series(|m| m.loss)),
+                ("learning rate", series(|m| m.lr)),
+                ("tau", series(|m| m.tau)),
+                ("collapse std", series(|m| m.collapse_std)),
+                ("gradient norm", series(|m| m.grad_norm)),
+            ],
+        )
     }
 
     fn diverged(&self, what: String) -> Error {
