@@ -430,7 +430,8 @@ pub fn step_report(
 ) -> Result<StepReport> {
     let batch = config.micro_batch()?;
     let nets = config.nets(image[0])?;
-    let step = crate::byol::ByolStep::build(&nets, batch, image, &config.lars(), 1)?;
+    let step =
+        crate::byol::ByolStep::build(&nets, batch, image, &config.lars(), Default::default())?;
     let exe = Executable::new(gpu, &step.graph, &[step.loss, step.collapse_std])?;
     for (p, value) in step
         .params

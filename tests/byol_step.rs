@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use byol_wgpu::byol::{ByolNets, ByolStep};
+use byol_wgpu::byol::{ByolNets, ByolStep, StepOptions};
 use byol_wgpu::graph::{Executable, TensorId};
 use byol_wgpu::nn::{load_safetensors, ParamRole, ResNetConfig, Weights};
 use byol_wgpu::optim::{Lars, TauSchedule};
@@ -65,7 +65,11 @@ fn setup_accumulating(
     };
     let (batch, size, in_ch): (usize, usize, usize) =
         (meta(w, "batch"), meta(w, "size"), meta(w, "in_ch"));
-    let step = ByolStep::build(&nets, batch, [in_ch, size, size], &lars, accumulate).unwrap();
+    let options = StepOptions {
+        accumulate,
+        probe_classes: None,
+    };
+    let step = ByolStep::build(&nets, batch, [in_ch, size, size], &lars, options).unwrap();
     let outputs: Vec<TensorId> = std::iter::once(step.loss)
         .chain(step.grads.iter().copied())
         .chain(step.norms.iter().copied())

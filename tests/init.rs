@@ -20,7 +20,7 @@ fn small_step() -> ByolStep {
             weight_decay: 1e-5,
             eta: 0.02,
         },
-        1,
+        Default::default(),
     )
     .unwrap()
 }

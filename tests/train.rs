@@ -178,7 +178,7 @@ fn the_cli_trains_resumes_and_refuses_bad_input() {
     );
     assert_eq!(metrics::read(&run.join("metrics.jsonl")).unwrap().len(), 3);
     let curves = image::open(run.join("curves.png")).unwrap();
-    assert_eq!((curves.width(), curves.height()), (640, 5 * 170));
+    assert_eq!((curves.width(), curves.height()), (640, 6 * 170));
 
     let err = fails(&[&common_args[..], &["--out", run.to_str().unwrap()]].concat());
     assert!(
@@ -229,4 +229,24 @@ fn the_cli_trains_resumes_and_refuses_bad_input() {
     assert!(err.contains("not a byol-wgpu checkpoint"), "{err}");
     let err = fails(&["train", "--resume", dir.path().to_str().unwrap()]);
     assert!(err.contains("no checkpoint here"), "{err}");
+}
+
+#[test]
+fn the_online_probe_logs_accuracy_and_leaves_training_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (with, without) = (dir.path().join("with"), dir.path().join("without"));
+    let mut config = tiny(1);
+    train(&config, &with, 3);
+    config.online_probe = false;
+    train(&config, &without, 3);
+    let read = |run: &Path| metrics::read(&run.join("metrics.jsonl")).unwrap();
+    let (a, b) = (read(&with), read(&without));
+    assert!(a
+        .iter()
+        .all(|m| m.probe_accuracy.is_some_and(|p| (0.0..=100.0).contains(&p))));
+    assert!(b.iter().all(|m| m.probe_accuracy.is_none()));
+    // Stop-gradient: the probe changes nothing of BYOL's.
+    let da: Vec<_> = a.iter().map(|m| m.deterministic_part()).collect();
+    let db: Vec<_> = b.iter().map(|m| m.deterministic_part()).collect();
+    assert_eq!(da, db);
 }

@@ -4,8 +4,8 @@
 
 use crate::graph::{Graph, TensorId};
 use crate::nn::{Layers, Mode, NamedParam, ParamRole, ResNetConfig};
-use crate::ops::{Accumulate, ColumnStdMean};
-use crate::optim::{append_ema, Lars};
+use crate::ops::{Accumulate, ColumnStdMean, SoftmaxCrossEntropy};
+use crate::optim::{append_ema, Lars, Sgd};
 use crate::Result;
 
 /// The networks' shapes.
@@ -30,6 +30,36 @@ pub enum TargetInit {
     Random,
 }
 
+/// How the step is built beyond the networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOptions {
+    /// Micro-batches per optimiser step (see `ByolStep::accumulate`).
+    pub accumulate: usize,
+    /// Train a linear probe with this many classes on the online representations of view 1
+    /// (stop-gradient), alongside BYOL.
+    pub probe_classes: Option<usize>,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        Self {
+            accumulate: 1,
+            probe_classes: None,
+        }
+    }
+}
+
+/// The online linear probe's tensors.
+pub struct Probe {
+    /// One-hot labels [batch, classes rounded up to a multiple of 4].
+    pub labels: TensorId,
+    /// [probe lr, unused].
+    pub schedule: TensorId,
+    /// Logits [batch, classes rounded up]; the padded classes never win (they are trained down).
+    pub logits: TensorId,
+    pub classes: usize,
+}
+
 /// The step's graph and the tensors a trainer feeds and reads.
 pub struct ByolStep {
     pub graph: Graph,
@@ -51,8 +81,10 @@ pub struct ByolStep {
     /// backward, gradients added into accumulators) runs for every micro-batch, phase 1 (LARS,
     /// EMA, accumulators cleared) after the last.
     pub accumulate: usize,
-    /// All parameters: `online.*`, `target.*`, `momentum.online.*` and, when accumulating,
-    /// `accumulated.online.*`.
+    /// The online linear probe, when asked for.
+    pub probe: Option<Probe>,
+    /// All parameters: `online.*`, `target.*`, `momentum.online.*`, when accumulating
+    /// `accumulated.online.*`, and with a probe `probe.*` and `momentum.probe.*`.
     pub params: Vec<NamedParam>,
 }
 
@@ -76,14 +108,13 @@ impl ByolStep {
         values
     }
 
-    /// The step for micro-batches of `batch` images of shape `image`, averaging gradients over
-    /// `accumulate` micro-batches per optimiser step.
+    /// The step for micro-batches of `batch` images of shape `image`.
     pub fn build(
         nets: &ByolNets,
         batch: usize,
         image: [usize; 3],
         lars: &Lars,
-        accumulate: usize,
+        options: StepOptions,
     ) -> Result<Self> {
         let mut graph = Graph::new();
         let shape = [batch, image[0], image[1], image[2]];
@@ -101,9 +132,9 @@ impl ByolStep {
             let z = l.mlp_head(y, nets.hidden, nets.projection);
             if nets.predictor {
                 l.prefix = "online.predictor.".into();
-                (z, l.mlp_head(z, nets.hidden, nets.projection))
+                (y, z, l.mlp_head(z, nets.hidden, nets.projection))
             } else {
-                (z, z)
+                (y, z, z)
             }
         };
         let target = |l: &mut Layers, v: TensorId| {
@@ -113,8 +144,8 @@ impl ByolStep {
             let z = l.mlp_head(y, nets.hidden, nets.projection);
             l.graph.stop_gradient(z)
         };
-        let (z1, p1) = online(&mut l, view1);
-        let (_, p2) = online(&mut l, view2);
+        let (y1, z1, p1) = online(&mut l, view1);
+        let (_, _, p2) = online(&mut l, view2);
         let t1 = target(&mut l, view1);
         let t2 = target(&mut l, view2);
 
@@ -134,7 +165,11 @@ impl ByolStep {
             .collect();
         let wrt: Vec<TensorId> = trainable.iter().map(|p| p.id).collect();
         let grads = l.graph.grad(loss, &wrt)?;
-        let accumulate = accumulate.max(1);
+        let probe = options
+            .probe_classes
+            .map(|classes| append_probe(&mut l, y1, batch, classes))
+            .transpose()?;
+        let accumulate = options.accumulate.max(1);
         let (updated, norms) = if accumulate == 1 {
             lars.append(&mut l, &trainable, &grads, schedule)
         } else {
@@ -182,7 +217,37 @@ impl ByolStep {
             grads,
             norms,
             accumulate,
+            probe,
             params,
         })
     }
+}
+
+/// A linear classifier on stop_gradient(y), trained by its own SGD with Nesterov momentum in
+/// the same phase as the forward pass.
+fn append_probe(l: &mut Layers, y: TensorId, batch: usize, classes: usize) -> Result<Probe> {
+    let padded = classes.next_multiple_of(4);
+    let labels = l.graph.input("probe labels", &[batch, padded]);
+    let schedule = l.graph.input("probe schedule", &[2]);
+    let features = l.graph.stop_gradient(y);
+    let first = l.params.len();
+    l.prefix = "probe.".into();
+    let logits = l.linear("fc", features, padded, true);
+    let per_sample = l.graph.apply(SoftmaxCrossEntropy, &[logits, labels]);
+    let loss = l.graph.mean(per_sample, 0);
+    let params: Vec<NamedParam> = l.params[first..].to_vec();
+    let ids: Vec<TensorId> = params.iter().map(|p| p.id).collect();
+    let grads = l.graph.grad(loss, &ids)?;
+    Sgd {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 0.0,
+    }
+    .append(l, &params, &grads, schedule);
+    Ok(Probe {
+        labels,
+        schedule,
+        logits,
+        classes,
+    })
 }

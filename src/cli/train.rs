@@ -85,6 +85,10 @@ pub struct TrainArgs {
     /// Train without the predictor (an ablation)
     #[arg(long)]
     no_predictor: bool,
+    /// Train a linear probe on the online representations alongside and log its accuracy
+    /// (labelled data; default true)
+    #[arg(long)]
+    online_probe: Option<bool>,
     /// copy (the target starts as the online network) or random (its own draw)
     #[arg(long, value_parser = parse_target_init)]
     target_init: Option<TargetInit>,
@@ -197,13 +201,16 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
     let mut on = |e: Event| match e {
         Event::Step(m) => {
             bar.set_position(m.step);
+            let probe = m
+                .probe_accuracy
+                .map_or(String::new(), |a| format!("  probe {a:.1}%"));
             bar.set_message(format!(
-                "loss {:.4}  lr {:.3}  tau {:.4}  std {:.4}  {:.1} img/s",
+                "loss {:.4}  lr {:.3}  tau {:.4}  std {:.4}{probe}  {:.1} img/s",
                 m.loss, m.lr, m.tau, m.collapse_std, m.images_per_s
             ));
             if bar.is_hidden() && (m.step % quiet_every == 0 || m.step == total) {
                 eprintln!(
-                    "step {}/{total}  epoch {}  loss {:.4}  lr {:.4}  tau {:.4}  collapse std {:.4}  {:.1} img/s",
+                    "step {}/{total}  epoch {}  loss {:.4}  lr {:.4}  tau {:.4}  collapse std {:.4}{probe}  {:.1} img/s",
                     m.step, m.epoch, m.loss, m.lr, m.tau, m.collapse_std, m.images_per_s
                 );
             }

@@ -46,11 +46,19 @@ pub struct TrainConfig {
     pub predictor: bool,
     pub target_init: TargetInit,
     pub seed: u64,
+    /// Train a linear probe on the online representations alongside (labelled data only) and
+    /// log its accuracy on the training batches.
+    #[serde(default = "enabled")]
+    pub online_probe: bool,
     /// Save a checkpoint every this many optimiser steps (0: only by time and at the end).
     pub checkpoint_every: u64,
     pub checkpoint_minutes: f64,
     /// Stop after this many optimiser steps in total (the schedules still span all epochs).
     pub stop_after: Option<u64>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 pub const PRESETS: [&str; 8] = [
@@ -90,6 +98,7 @@ impl TrainConfig {
             blur: true,
             predictor: true,
             target_init: TargetInit::Copy,
+            online_probe: true,
             seed: 0,
             checkpoint_every: 1000,
             checkpoint_minutes: 30.0,

@@ -10,13 +10,16 @@ use super::checkpoint::{self, TrainState};
 use super::metrics::{MetricsLog, StepMetrics};
 use super::TrainConfig;
 use crate::augment::{draw, step_rng, Augmenter, ViewDistribution};
-use crate::byol::ByolStep;
+use crate::byol::{ByolStep, StepOptions};
 use crate::data::{self, Dataset, EpochReader, Loader, Skipped, Split, ViewSpec};
 use crate::gpu::Gpu;
 use crate::graph::{Executable, Pending};
 use crate::nn::{ParamRole, Weights};
 use crate::optim::{LrSchedule, TauSchedule};
 use crate::{Error, Result};
+
+/// The online probe's learning rate (SGD with Nesterov momentum, constant).
+const PROBE_LR: f32 = 0.1;
 
 /// Largest side a folder image keeps when decoded, as a multiple of the view side.
 const SOURCE_SIDE_FACTOR: usize = 2;
@@ -148,18 +151,27 @@ impl Trainer {
         }
         let total_steps = steps_per_epoch * config.epochs as u64;
         let image_shape = [channels, side, side];
+        let probe_classes =
+            (config.online_probe && dataset.classes() >= 2).then(|| dataset.classes());
         let step = ByolStep::build(
             &config.nets(channels)?,
             micro,
             image_shape,
             &config.lars(),
-            config.accumulate,
+            StepOptions {
+                accumulate: config.accumulate,
+                probe_classes,
+            },
         )?;
         let outputs: Vec<_> = [step.loss, step.collapse_std]
             .into_iter()
             .chain(step.norms.iter().copied())
+            .chain(step.probe.as_ref().map(|p| p.logits))
             .collect();
         let exe = Executable::new(gpu, &step.graph, &outputs)?;
+        if let Some(p) = &step.probe {
+            exe.write(p.schedule, &[PROBE_LR, 0.0])?;
+        }
         let max_side = dataset.max_side().max(1);
         let augmenter = Augmenter::new(
             gpu,
@@ -276,6 +288,10 @@ impl Trainer {
                 ("tau", series(|m| m.tau)),
                 ("collapse std", series(|m| m.collapse_std)),
                 ("gradient norm", series(|m| m.grad_norm)),
+                (
+                    "online probe top-1 on training batches (%)",
+                    series(|m| m.probe_accuracy.unwrap_or(f64::NAN)),
+                ),
             ],
         )
     }
@@ -351,17 +367,26 @@ impl Trainer {
          -> Result<()> {
             let out = this.exe.collect(pending)?;
             tally.loss += f64::from(out[0][0]);
+            let norms_end = 2 + this.step.norms.len();
+            if let (Some(probe), Some(logits)) = (&this.step.probe, out.get(norms_end)) {
+                tally.probe_correct += probe_correct(logits, probe, &labels_of(&mut tally.labels));
+                tally.probe_seen += this.loader.batch;
+            }
             if micro + 1 < acc {
                 return Ok(());
             }
             let loss = tally.loss / acc as f64;
-            *tally = StepTally::default();
+            let probe_accuracy = (tally.probe_seen > 0)
+                .then(|| 100.0 * tally.probe_correct as f64 / tally.probe_seen as f64);
+            tally.loss = 0.0;
+            tally.probe_correct = 0;
+            tally.probe_seen = 0;
             if !loss.is_finite() {
                 return Err(this.diverged(format!("the loss became {loss} at step {}", step + 1)));
             }
             let (lr, tau) = this.schedule(step);
             let (mut ww, mut gg) = (0.0, 0.0);
-            for n in &out[2..] {
+            for n in &out[2..norms_end] {
                 ww += f64::from(n[0]);
                 gg += f64::from(n[2]);
             }
@@ -377,6 +402,7 @@ impl Trainer {
                 collapse_std: f64::from(out[1][0]),
                 weight_norm: ww.sqrt(),
                 grad_norm: gg.sqrt(),
+                probe_accuracy,
                 images_per_s: this.config.batch as f64 / dt.max(1e-9),
                 elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
             };
@@ -393,6 +419,23 @@ impl Trainer {
                 let mut rng = step_rng(self.config.seed, step * acc as u64 + micro as u64);
                 let params = draw(&mut rng, &self.views, &batch.images);
                 self.augmenter.upload(&batch.images, &params)?;
+                if let Some(probe) = &self.step.probe {
+                    let padded = self.step.graph.shape(probe.labels)[1];
+                    let mut onehot = vec![0f32; batch.labels.len() * padded];
+                    for (i, l) in batch.labels.iter().enumerate() {
+                        let l = l.ok_or_else(|| {
+                            Error::Training(format!(
+                                "{} has no label",
+                                self.loader.dataset.describe(batch.indices[i])
+                            ))
+                        })?;
+                        onehot[i * padded + l as usize] = 1.0;
+                    }
+                    self.exe.write(probe.labels, &onehot)?;
+                    tally
+                        .labels
+                        .push_back(batch.labels.iter().map(|l| l.unwrap_or(0)).collect());
+                }
                 self.exe
                     .write(self.step.schedule, &[lr as f32, tau as f32])?;
                 let phases = if micro + 1 == acc {
@@ -433,7 +476,30 @@ impl Trainer {
     }
 }
 
+/// What the collected runs of the current optimiser step add up to.
 #[derive(Default)]
 struct StepTally {
     loss: f64,
+    probe_correct: usize,
+    probe_seen: usize,
+    /// Labels of submitted micro-batches whose logits are not collected yet, oldest first.
+    labels: VecDeque<Vec<u32>>,
+}
+
+fn labels_of(queue: &mut VecDeque<Vec<u32>>) -> Vec<u32> {
+    queue.pop_front().unwrap_or_default()
+}
+
+/// How many rows of `logits` rank their label first among the probe's real classes.
+fn probe_correct(logits: &[f32], probe: &crate::byol::Probe, labels: &[u32]) -> usize {
+    let padded = logits.len() / labels.len().max(1);
+    labels
+        .iter()
+        .enumerate()
+        .filter(|&(i, &l)| {
+            let row = &logits[i * padded..i * padded + probe.classes];
+            let truth = row[l as usize];
+            row.iter().all(|&v| v <= truth)
+        })
+        .count()
 }
