@@ -11,6 +11,9 @@ pub mod error;
 pub mod eval;
 pub mod gpu;
 pub mod graph;
+#[cfg(feature = "gui")]
+pub mod gui;
+pub mod live;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -94,6 +94,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// A window over a run's files, running or finished (builds with --features gui)
+    Watch {
+        /// The run directory
+        dir: PathBuf,
+        /// Save a PNG of the window once the embedding map is drawn, then close it
+        #[arg(long)]
+        screenshot: Option<PathBuf>,
+    },
     /// Evaluate an encoder: linear probe or kNN on a labelled dataset
     Eval {
         #[command(subcommand)]
@@ -220,6 +228,7 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
         }
         Command::Bench { what } => bench(what, &Gpu::new(choice)?),
         Command::Eval { what } => cli::eval::run(&what, &Gpu::new(choice)?),
+        Command::Watch { dir, screenshot } => watch(&dir, screenshot, choice),
         Command::AugmentPreview {
             data,
             out,
@@ -397,4 +406,22 @@ fn demo(gpu: &std::sync::Arc<Gpu>, steps: usize, seed: u64) -> byol_wgpu::Result
     }
     println!("{steps} steps in {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[cfg(feature = "gui")]
+fn watch(
+    dir: &std::path::Path,
+    screenshot: Option<PathBuf>,
+    choice: &AdapterChoice,
+) -> byol_wgpu::Result<()> {
+    let options = byol_wgpu::gui::WindowOptions {
+        screenshot,
+        screenshot_after: None,
+    };
+    byol_wgpu::gui::watch(&Gpu::new(choice)?, dir, options)
+}
+
+#[cfg(not(feature = "gui"))]
+fn watch(_: &std::path::Path, _: Option<PathBuf>, _: &AdapterChoice) -> byol_wgpu::Result<()> {
+    Err(cli::train::no_window())
 }

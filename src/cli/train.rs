@@ -32,6 +32,15 @@ pub struct TrainArgs {
     /// Continue the run in this directory (or from this checkpoint)
     #[arg(long, conflicts_with_all = ["data", "preset", "config", "out"])]
     resume: Option<PathBuf>,
+    /// Show the run in a window (builds with --features gui)
+    #[arg(long)]
+    gui: bool,
+    /// With --gui: save a PNG of the window when the run ends (or after --screenshot-after steps), then close it
+    #[arg(long, requires = "gui")]
+    screenshot: Option<PathBuf>,
+    /// With --screenshot: take it after this many steps (and stop the run there)
+    #[arg(long, requires = "screenshot")]
+    screenshot_after: Option<u64>,
     /// Stop after this many optimiser steps in total (the schedules still span all epochs)
     #[arg(long)]
     steps: Option<u64>,
@@ -191,6 +200,9 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
         }
     };
     report_start(&trainer, gpu);
+    if args.gui {
+        return run_in_window(trainer, args);
+    }
     let total = trainer
         .config
         .stop_after
@@ -275,4 +287,31 @@ fn progress_bar(total: u64, done: u64) -> ProgressBar {
     );
     bar.set_position(done);
     bar
+}
+
+#[cfg(feature = "gui")]
+fn run_in_window(trainer: Trainer, args: &TrainArgs) -> Result<()> {
+    let out = trainer.out.clone();
+    byol_wgpu::gui::train_with_window(
+        trainer,
+        byol_wgpu::gui::WindowOptions {
+            screenshot: args.screenshot.clone(),
+            screenshot_after: args.screenshot_after,
+        },
+    )?;
+    println!("run: {}", out.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "gui"))]
+fn run_in_window(_: Trainer, _: &TrainArgs) -> Result<()> {
+    Err(no_window())
+}
+
+/// The error of a window command in a build without the window.
+#[cfg(not(feature = "gui"))]
+pub fn no_window() -> byol_wgpu::Error {
+    byol_wgpu::Error::Config(
+        "this build has no window: rebuild with `cargo build --release --features gui`".into(),
+    )
 }

@@ -22,6 +22,7 @@ pub fn find_encoder_prefix(weights: &Weights) -> Result<&'static str> {
 pub struct Encoder {
     pub config: ResNetConfig,
     exe: Executable,
+    params: Vec<crate::nn::NamedParam>,
     input: TensorId,
     image_shape: [usize; 3],
     batch: usize,
@@ -56,15 +57,27 @@ impl Encoder {
         let params = layers.params;
         let exe = Executable::new(gpu, &g, &[features])?;
         upload(&exe, &params, weights, prefix)?;
+        let params = params.clone();
         let out_dim = config.out_dim();
         Ok(Self {
             config,
             exe,
+            params,
             input,
             image_shape,
             batch,
             out_dim,
         })
+    }
+
+    /// Replaces the weights with `weights`' (same architecture; a later training state).
+    pub fn set_weights(&self, weights: &Weights) -> Result<()> {
+        upload(
+            &self.exe,
+            &self.params,
+            weights,
+            find_encoder_prefix(weights)?,
+        )
     }
 
     /// Images per run.

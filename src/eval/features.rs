@@ -45,6 +45,57 @@ impl Features {
     }
 }
 
+/// An encoder fed by the augmentation kernel's centre views: images in, representations out.
+pub struct DatasetEncoder {
+    pub encoder: Encoder,
+    augmenter: Augmenter,
+}
+
+impl DatasetEncoder {
+    /// For batches of `batch` images no larger than `max_side`, seen as `view` says.
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        weights: &Weights,
+        view: &ViewSpec,
+        batch: usize,
+        max_side: usize,
+    ) -> Result<Self> {
+        let (side, channels) = (view.side, view.channels);
+        let encoder = Encoder::new(gpu, weights, batch, [channels, side, side])?;
+        let augmenter = Augmenter::new(
+            gpu,
+            batch,
+            side,
+            channels,
+            &view.normalization,
+            max_side,
+            &[encoder.input_buffer()?],
+        )?;
+        Ok(Self { encoder, augmenter })
+    }
+
+    /// Representations [images.len(), dim] (any count: batches are padded with copies).
+    pub fn encode(&self, images: &[Image]) -> Result<Vec<f32>> {
+        let batch = self.encoder.batch();
+        let dim = self.encoder.out_dim();
+        let mut out = Vec::with_capacity(images.len() * dim);
+        for chunk in images.chunks(batch) {
+            let mut padded = chunk.to_vec();
+            while padded.len() < batch {
+                padded.push(chunk[chunk.len() - 1].clone());
+            }
+            let views = padded
+                .iter()
+                .map(|i| ViewParams::center(i.width, i.height))
+                .collect();
+            self.augmenter.upload(&padded, &[views])?;
+            let y = self.encoder.embed_after(self.augmenter.dispatches())?;
+            out.extend_from_slice(&y[..chunk.len() * dim]);
+        }
+        Ok(out)
+    }
+}
+
 /// The centre views (`view`) of `dataset` (all of it, or its first `limit` images) through
 /// `weights`' encoder. Unreadable images are an error here: an evaluation must see them all.
 pub fn encode_dataset(
@@ -60,35 +111,15 @@ pub fn encode_dataset(
         return Err(Error::Config("the dataset has no images".into()));
     }
     let batch = batch.clamp(1, n);
-    let (side, channels) = (view.side, view.channels);
-    let encoder = Encoder::new(gpu, weights, batch, [channels, side, side])?;
-    let augmenter = Augmenter::new(
-        gpu,
-        batch,
-        side,
-        channels,
-        &view.normalization,
-        dataset.max_side(),
-        &[encoder.input_buffer()?],
-    )?;
-    let dim = encoder.out_dim();
+    let encoder = DatasetEncoder::new(gpu, weights, view, batch, dataset.max_side())?;
+    let dim = encoder.encoder.out_dim();
     let mut data = Vec::with_capacity(n * dim);
     let mut labels = Vec::with_capacity(n);
     for start in (0..n).step_by(batch) {
         let rows = batch.min(n - start);
-        let mut images = load_range(dataset, start, rows)?;
+        let images = load_range(dataset, start, rows)?;
         labels.extend((start..start + rows).map(|i| dataset.label(i)));
-        // Pad the last batch with copies of its last image.
-        while images.len() < batch {
-            images.push(images[rows - 1].clone());
-        }
-        let views = images
-            .iter()
-            .map(|i| ViewParams::center(i.width, i.height))
-            .collect();
-        augmenter.upload(&images, &[views])?;
-        let y = encoder.embed_after(augmenter.dispatches())?;
-        data.extend_from_slice(&y[..rows * dim]);
+        data.extend(encoder.encode(&images)?);
     }
     Ok(Features { data, dim, labels })
 }

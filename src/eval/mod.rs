@@ -6,6 +6,6 @@ mod knn;
 mod linear;
 
 pub use embed::{embed_npy, find_encoder_prefix, Encoder};
-pub use features::{encode_dataset, pixel_features, Features};
+pub use features::{encode_dataset, pixel_features, DatasetEncoder, Features};
 pub use knn::{knn_eval, KnnReport};
 pub use linear::{linear_eval, LinearEvalConfig, LinearEvalReport};

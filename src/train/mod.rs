@@ -7,4 +7,4 @@ mod trainer;
 
 pub use config::{TrainConfig, PRESETS};
 pub use metrics::StepMetrics;
-pub use trainer::{open_dataset, view_side, Event, RunInfo, Trainer};
+pub use trainer::{open_dataset, view_side, Control, Event, RunInfo, Trainer};

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +24,16 @@ const PROBE_LR: f32 = 0.1;
 
 /// Largest side a folder image keeps when decoded, as a multiple of the view side.
 const SOURCE_SIDE_FACTOR: usize = 2;
+
+/// Requests from outside the loop (a window's buttons), obeyed between optimiser steps.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub pause: AtomicBool,
+    /// Save a checkpoint after the current step (cleared when done).
+    pub save: AtomicBool,
+    /// Stop after the current step, with a checkpoint.
+    pub stop: AtomicBool,
+}
 
 /// What the loop tells its caller.
 pub enum Event<'a> {
@@ -225,6 +236,19 @@ impl Trainer {
         &self.state
     }
 
+    /// The views the last submitted step trained on ([batch, C, S, S] each, normalised), and
+    /// the normalisation to undo for display. Waits for the device.
+    pub fn current_views(&self) -> Result<[Vec<f32>; 2]> {
+        Ok([
+            self.exe.read(self.step.view1)?,
+            self.exe.read(self.step.view2)?,
+        ])
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        self.exe.gpu()
+    }
+
     /// The step's [lr, tau] after `step` optimiser steps.
     fn schedule(&self, step: u64) -> (f64, f64) {
         let tau = self.config.tau.unwrap_or_else(|| self.tau.at(step));
@@ -338,6 +362,17 @@ impl Trainer {
     /// checkpoint to `on`. A non-finite loss stops the run with an error naming the step; the
     /// checkpoints written before it stay.
     pub fn run(&mut self, on: &mut dyn FnMut(Event)) -> Result<()> {
+        self.run_with(on, &mut |_| {}, None)
+    }
+
+    /// `run`, also calling `between` after every optimiser step (with the queue still busy)
+    /// and obeying `control` (pause, save now, stop) between steps.
+    pub fn run_with(
+        &mut self,
+        on: &mut dyn FnMut(Event),
+        between: &mut dyn FnMut(&Trainer),
+        control: Option<&Control>,
+    ) -> Result<()> {
         let stop = self
             .config
             .stop_after
@@ -452,11 +487,27 @@ impl Trainer {
                 }
             }
             self.state.step += 1;
+            between(self);
+            let requested = control.is_some_and(|c| c.save.swap(false, Ordering::Relaxed));
+            let stopping = control.is_some_and(|c| c.stop.load(Ordering::Relaxed));
+            if control.is_some_and(|c| c.pause.load(Ordering::Relaxed)) {
+                while let Some(p) = in_flight.pop_front() {
+                    collect(self, p, &mut tally, &mut log, on)?;
+                }
+                while control.is_some_and(|c| {
+                    c.pause.load(Ordering::Relaxed) && !c.stop.load(Ordering::Relaxed)
+                }) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            if stopping {
+                break;
+            }
             let due_by_steps = self.config.checkpoint_every > 0
                 && self.state.step.is_multiple_of(self.config.checkpoint_every);
             let due_by_time =
                 last_checkpoint.elapsed().as_secs_f64() >= self.config.checkpoint_minutes * 60.0;
-            if (due_by_steps || due_by_time) && self.state.step < stop {
+            if (due_by_steps || due_by_time || requested) && self.state.step < stop {
                 while let Some(p) = in_flight.pop_front() {
                     collect(self, p, &mut tally, &mut log, on)?;
                 }

@@ -1,6 +1,9 @@
 //! Pictures a run writes: training curves and grids of augmented views, as PNG.
 
 mod font;
+mod pca;
+
+pub use pca::pca_2d;
 
 use std::path::Path;
 
