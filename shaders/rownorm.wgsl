@@ -169,14 +169,8 @@ fn reduce_max(lid: u32, v: f32) -> f32 {
     return m;
 }
 
-// Softmax cross-entropy per row against target distributions y (one-hot labels):
-// out[row] = logsumexp(x) * sum(y) - <y, x>.
-@compute @workgroup_size(64, 1, 1)
-fn softmax_xent_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let row = row_of(wid, nwg);
-    let lid = lid3.x;
-    let live = row < p.rows;
-    let base = row * p.cols;
+// Per row: (max x, sum exp(x - max), sum y, <y, x>), for every invocation of the row's workgroup.
+fn softmax_stats(lid: u32, live: bool, base: u32) -> vec4<f32> {
     var m = -3.4e38;
     if (live) {
         for (var j = lid; j < p.cols; j += WG) {
@@ -190,9 +184,18 @@ fn softmax_xent_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
             s += vec3<f32>(exp(x[base + j] - mx), y[base + j], y[base + j] * x[base + j]);
         }
     }
-    let t = reduce3(lid, s);
-    if (live && lid == 0u) {
-        out[row] = (mx + log(t.x)) * t.y - t.z;
+    return vec4<f32>(mx, reduce3(lid, s));
+}
+
+// Softmax cross-entropy per row against target distributions y (one-hot labels):
+// out[row] = logsumexp(x) * sum(y) - <y, x>.
+@compute @workgroup_size(64, 1, 1)
+fn softmax_xent_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = row_of(wid, nwg);
+    let live = row < p.rows;
+    let t = softmax_stats(lid3.x, live, row * p.cols);
+    if (live && lid3.x == 0u) {
+        out[row] = (t.x + log(t.y)) * t.z - t.w;
     }
 }
 
@@ -203,25 +206,12 @@ fn softmax_xent_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     let lid = lid3.x;
     let live = row < p.rows;
     let base = row * p.cols;
-    var m = -3.4e38;
-    if (live) {
-        for (var j = lid; j < p.cols; j += WG) {
-            m = max(m, x[base + j]);
-        }
-    }
-    let mx = reduce_max(lid, m);
-    var s = vec3<f32>(0.0);
-    if (live) {
-        for (var j = lid; j < p.cols; j += WG) {
-            s += vec3<f32>(exp(x[base + j] - mx), y[base + j], 0.0);
-        }
-    }
-    let t = reduce3(lid, s);
+    let t = softmax_stats(lid, live, base);
     if (!live) {
         return;
     }
     let dl = g[row];
     for (var j = lid; j < p.cols; j += WG) {
-        out[base + j] = dl * (exp(x[base + j] - mx) / t.x * t.y - y[base + j]);
+        out[base + j] = dl * (exp(x[base + j] - t.x) / t.y * t.z - y[base + j]);
     }
 }
