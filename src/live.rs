@@ -189,7 +189,8 @@ impl Snapshots {
 /// Images in the embedding map's probe set.
 pub const PROBE_IMAGES: usize = 256;
 
-/// Runs `trainer` on this thread, keeping `state` up to date and obeying `control`.
+/// Runs `trainer` on this thread, keeping `state` up to date and obeying `control`;
+/// `on_change` is called when the run ends (the window redraws on its own timer otherwise).
 pub fn train_live(
     trainer: &mut Trainer,
     probe: &dyn Dataset,
@@ -213,8 +214,6 @@ pub fn train_live(
         } else {
             RunStatus::Running
         };
-        drop(s);
-        on_change();
     };
     let mut failure = None;
     let mut between = |t: &Trainer| {
@@ -223,7 +222,6 @@ pub fn train_live(
                 failure = Some(e);
             }
         }
-        on_change();
     };
     let result = trainer.run_with(&mut on, &mut between, Some(control));
     let mut s = state.lock().expect("live state");

@@ -30,6 +30,9 @@ fn pca_finds_the_two_directions_of_largest_variance() {
     // Up to sign (and the small correlation of this sample's a and b).
     assert!(corr(&first, &a).abs() > 0.99, "{}", corr(&first, &a));
     assert!(corr(&second, &b).abs() > 0.95, "{}", corr(&second, &b));
-    assert!(corr(&first, &second).abs() < 1e-6, "the components are uncorrelated");
+    assert!(
+        corr(&first, &second).abs() < 1e-6,
+        "the components are uncorrelated"
+    );
     assert!(pca_2d(&[], 3).is_empty());
 }

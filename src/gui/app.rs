@@ -37,6 +37,9 @@ pub struct App {
     screenshot_requested: bool,
     screenshot_done: Arc<Mutex<Option<std::result::Result<(), String>>>>,
     close_when_finished: bool,
+    /// How often the window redraws: every redraw costs CPU time, which a CPU adapter shares
+    /// with training.
+    repaint_every: Duration,
 }
 
 impl App {
@@ -45,8 +48,10 @@ impl App {
         control: Option<Arc<Control>>,
         screenshot: Option<PathBuf>,
         screenshot_after: Option<u64>,
+        repaint_every: Duration,
     ) -> Self {
         Self {
+            repaint_every,
             state,
             control,
             textures: Vec::new(),
@@ -262,8 +267,7 @@ impl App {
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
-        // A few repaints a second: the window costs the trainer (on a CPU adapter) little.
-        ctx.request_repaint_after(Duration::from_millis(250));
+        ctx.request_repaint_after(self.repaint_every);
         let s = self.state.lock().expect("live state").clone();
         egui::CentralPanel::default().show(ui, |ui| {
             self.header(ui, &s);
