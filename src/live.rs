@@ -150,9 +150,9 @@ impl Snapshots {
         self.encoder = Some(encoder);
         let dim = features.len() / self.images.len();
         let points = crate::viz::pca_2d(&features, dim);
-        let [v1, v2] = trainer.current_views()?;
+        let [v1, v2] = trainer.current_views(SHOWN_VIEWS)?;
         let per = view.channels * view.side * view.side;
-        let shown = (v1.len() / per).min(6);
+        let shown = v1.len() / per;
         let pairs = (0..shown)
             .map(|i| {
                 let rgb = |v: &[f32]| {
@@ -185,6 +185,9 @@ impl Snapshots {
         Ok(())
     }
 }
+
+/// Images whose two views the window shows.
+const SHOWN_VIEWS: usize = 6;
 
 /// Images in the embedding map's probe set.
 pub const PROBE_IMAGES: usize = 256;

@@ -236,13 +236,13 @@ impl Trainer {
         &self.state
     }
 
-    /// The views the last submitted step trained on ([batch, C, S, S] each, normalised), and
-    /// the normalisation to undo for display. Waits for the device.
-    pub fn current_views(&self) -> Result<[Vec<f32>; 2]> {
-        Ok([
-            self.exe.read(self.step.view1)?,
-            self.exe.read(self.step.view2)?,
-        ])
+    /// The first `count` images of both views the last submitted step trained on
+    /// ([count, C, S, S] each, normalised). Waits for the device.
+    pub fn current_views(&self, count: usize) -> Result<[Vec<f32>; 2]> {
+        let v = self.state.views;
+        let len = count.min(self.loader.batch) * v.channels * v.side * v.side;
+        let read = |t| -> Result<Vec<f32>> { self.gpu().read_f32(self.exe.input_buffer(t)?, len) };
+        Ok([read(self.step.view1)?, read(self.step.view2)?])
     }
 
     pub fn gpu(&self) -> &Arc<Gpu> {
