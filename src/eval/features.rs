@@ -80,15 +80,7 @@ impl DatasetEncoder {
         let dim = self.encoder.out_dim();
         let mut out = Vec::with_capacity(images.len() * dim);
         for chunk in images.chunks(batch) {
-            let mut padded = chunk.to_vec();
-            while padded.len() < batch {
-                padded.push(chunk[chunk.len() - 1].clone());
-            }
-            let views = padded
-                .iter()
-                .map(|i| ViewParams::center(i.width, i.height))
-                .collect();
-            self.augmenter.upload(&padded, &[views])?;
+            upload_centre_views(&self.augmenter, chunk, batch)?;
             let y = self.encoder.embed_after(self.augmenter.dispatches())?;
             out.extend_from_slice(&y[..chunk.len() * dim]);
         }
@@ -112,16 +104,9 @@ pub fn encode_dataset(
     }
     let batch = batch.clamp(1, n);
     let encoder = DatasetEncoder::new(gpu, weights, view, batch, dataset.max_side())?;
-    let dim = encoder.encoder.out_dim();
-    let mut data = Vec::with_capacity(n * dim);
-    let mut labels = Vec::with_capacity(n);
-    for start in (0..n).step_by(batch) {
-        let rows = batch.min(n - start);
-        let images = load_range(dataset, start, rows)?;
-        labels.extend((start..start + rows).map(|i| dataset.label(i)));
-        data.extend(encoder.encode(&images)?);
-    }
-    Ok(Features { data, dim, labels })
+    collect_batches(dataset, n, batch, encoder.encoder.out_dim(), |images| {
+        encoder.encode(images)
+    })
 }
 
 /// The normalised pixels of the centre views as features (the raw-pixel baseline), made by
@@ -150,22 +135,42 @@ pub fn pixel_features(
         dataset.max_side(),
         &[&views],
     )?;
+    collect_batches(dataset, n, batch, dim, |images| {
+        upload_centre_views(&augmenter, images, batch)?;
+        gpu.run(augmenter.dispatches())?;
+        gpu.read_f32(&views, images.len() * dim)
+    })
+}
+
+/// Uploads the centre views of `images`, padded to `batch` with copies of the last.
+fn upload_centre_views(augmenter: &Augmenter, images: &[Image], batch: usize) -> Result<()> {
+    let mut padded = images.to_vec();
+    while padded.len() < batch {
+        padded.push(images[images.len() - 1].clone());
+    }
+    let views = padded
+        .iter()
+        .map(|i| ViewParams::center(i.width, i.height))
+        .collect();
+    augmenter.upload(&padded, &[views])
+}
+
+/// Features [n, dim] of the first `n` images of `dataset`, `features` turning each batch of
+/// up to `batch` images into their rows.
+fn collect_batches(
+    dataset: &dyn Dataset,
+    n: usize,
+    batch: usize,
+    dim: usize,
+    mut features: impl FnMut(&[Image]) -> Result<Vec<f32>>,
+) -> Result<Features> {
     let mut data = Vec::with_capacity(n * dim);
     let mut labels = Vec::with_capacity(n);
     for start in (0..n).step_by(batch) {
         let rows = batch.min(n - start);
-        let mut images = load_range(dataset, start, rows)?;
+        let images = load_range(dataset, start, rows)?;
         labels.extend((start..start + rows).map(|i| dataset.label(i)));
-        while images.len() < batch {
-            images.push(images[rows - 1].clone());
-        }
-        let params = images
-            .iter()
-            .map(|i| ViewParams::center(i.width, i.height))
-            .collect();
-        augmenter.upload(&images, &[params])?;
-        gpu.run(augmenter.dispatches())?;
-        data.extend_from_slice(&gpu.read_f32(&views, rows * dim)?);
+        data.extend(features(&images)?);
     }
     Ok(Features { data, dim, labels })
 }
