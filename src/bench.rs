@@ -207,8 +207,9 @@ pub struct ConvReport {
     pub backend: String,
     pub matmul_1024_gflops: f64,
     pub layers: Vec<ConvResult>,
-    pub resnet18_forward_images_per_s: f64,
-    pub resnet18_train_images_per_s: f64,
+    /// Absent when only some layers were measured.
+    pub resnet18_forward_images_per_s: Option<f64>,
+    pub resnet18_train_images_per_s: Option<f64>,
 }
 
 /// The distinct convolutions of a small-stem ResNet-18 on 32x32 images, with a layer that has each.
@@ -313,16 +314,21 @@ pub fn resnet18_images_per_s(gpu: &Arc<Gpu>, batch: usize) -> Result<(f64, f64)>
     Ok((rates[0], rates[1]))
 }
 
-/// The whole `byol bench conv` report.
+/// The `byol bench conv` report: every layer and the whole network, or only the layers whose
+/// name contains `layer_filter`.
 pub fn conv_report(
     gpu: &Arc<Gpu>,
     batch: usize,
+    layer_filter: Option<&str>,
     mut progress: impl FnMut(&ConvResult),
 ) -> Result<ConvReport> {
     let kernel = MatmulKernel::choose(gpu, 1024, 1024, 1024, false);
     let matmul_1024_gflops = bench_matmul(gpu, kernel, (1024, 1024, 1024), false, false)?.gflops;
     let mut layers = Vec::new();
-    for (layer, g) in resnet18_small_convs(batch) {
+    let convs = resnet18_small_convs(batch)
+        .into_iter()
+        .filter(|(layer, _)| layer_filter.is_none_or(|f| layer.contains(f)));
+    for (layer, g) in convs {
         let [f, gi, gw] = bench_conv(gpu, &g)?;
         let r = ConvResult {
             layer,
@@ -337,14 +343,17 @@ pub fn conv_report(
         progress(&r);
         layers.push(r);
     }
-    let (fwd, train) = resnet18_images_per_s(gpu, batch)?;
+    let network = match layer_filter {
+        Some(_) => None,
+        None => Some(resnet18_images_per_s(gpu, batch)?),
+    };
     Ok(ConvReport {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
         matmul_1024_gflops,
         layers,
-        resnet18_forward_images_per_s: fwd,
-        resnet18_train_images_per_s: train,
+        resnet18_forward_images_per_s: network.map(|(fwd, _)| fwd),
+        resnet18_train_images_per_s: network.map(|(_, train)| train),
     })
 }
 
@@ -360,10 +369,14 @@ impl ConvReport {
                 r.layer, r.geometry, r.forward_gflops, r.grad_input_gflops, r.grad_weight_gflops
             ));
         }
-        s.push_str(&format!(
-            "\nResNet-18 (small stem, 32x32): inference {:.1} images/s, training pass (forward + backward) {:.1} images/s\n",
-            self.resnet18_forward_images_per_s, self.resnet18_train_images_per_s
-        ));
+        if let (Some(fwd), Some(train)) = (
+            self.resnet18_forward_images_per_s,
+            self.resnet18_train_images_per_s,
+        ) {
+            s.push_str(&format!(
+                "\nResNet-18 (small stem, 32x32): inference {fwd:.1} images/s, training pass (forward + backward) {train:.1} images/s\n"
+            ));
+        }
         s
     }
 }

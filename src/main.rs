@@ -169,6 +169,9 @@ enum BenchCommand {
         json: bool,
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// Only the layers whose name contains this (and no ResNet-18 images/s)
+        #[arg(long)]
+        layer: Option<String>,
     },
     /// Matmul GFLOP/s for square and BYOL-head shapes beside the adapter's FMA peak
     Matmul {
@@ -337,8 +340,8 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
                 bench::AugmentReport::table,
             );
         }
-        BenchCommand::Conv { json, batch } => {
-            let report = bench::conv_report(gpu, batch, |r| {
+        BenchCommand::Conv { json, batch, layer } => {
+            let report = bench::conv_report(gpu, batch, layer.as_deref(), |r| {
                 if !json {
                     eprintln!(
                         "  {}: {:.1} / {:.1} / {:.1} GFLOP/s",

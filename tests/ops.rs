@@ -219,6 +219,18 @@ fn cases() -> Vec<Case> {
             &[&[1, 3, 13, 11], &[4, 3, 7, 7]],
             |g, x| g.apply(Conv2d { stride: 2, pad: 3 }, &[x[0], x[1]]),
         ),
+        // Each pass picks the smallest GEMM tile that covers it: these shapes take 16- and
+        // 32-row tiles and fewer columns per lane, and the weight gradient computed by taps.
+        case(
+            "conv2d one input channel, more channels than taps",
+            &[&[2, 1, 6, 5], &[12, 1, 3, 3]],
+            |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
+        ),
+        case(
+            "conv2d 20 output channels",
+            &[&[2, 3, 6, 5], &[20, 3, 3, 3]],
+            |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
+        ),
         case(
             "conv2d many channels",
             &[&[2, 70, 5, 5], &[66, 70, 3, 3]],

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use byol_wgpu::gpu::SHADERS;
 use byol_wgpu::ops::conv2d::ConvPass;
-use byol_wgpu::ops::gemm_subgroup::{self, GemmKind};
+use byol_wgpu::ops::gemm_subgroup::{self, GemmKind, Tile};
 
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -46,19 +46,34 @@ fn generated_matmul_kernels_validate() {
                 trans_a: ta,
                 trans_b: tb,
             };
-            validate(&kind.cache_name(sg), &gemm_subgroup::source(sg, kind));
+            let tile = Tile::LARGE;
+            validate(
+                &kind.cache_name(sg, tile),
+                &gemm_subgroup::source(sg, kind, tile),
+            );
         }
     }
 }
 
 #[test]
 fn generated_convolution_kernels_validate() {
-    for pass in [ConvPass::Forward, ConvPass::GradInput, ConvPass::GradWeight] {
-        let kind = GemmKind::Conv(pass);
-        validate(&kind.cache_name(8), &gemm_subgroup::source(8, kind));
+    let kinds = [
+        GemmKind::Conv(ConvPass::Forward),
+        GemmKind::Conv(ConvPass::GradInput),
+        GemmKind::Conv(ConvPass::GradWeight),
+        GemmKind::ConvWeightGradByTaps,
+    ];
+    for sg in [8, 16] {
+        for (m, n) in [(64, 4096), (27, 64), (3, 9), (16, 20)] {
+            let tile = Tile::covering(sg, m, n);
+            for kind in kinds {
+                validate(
+                    &kind.cache_name(sg, tile),
+                    &gemm_subgroup::source(sg, kind, tile),
+                );
+            }
+        }
     }
-    let kind = GemmKind::ConvWeightGradByTaps;
-    validate(&kind.cache_name(8), &gemm_subgroup::source(8, kind));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
 //! to the weight: three implicit GEMMs over one kernel family (`gemm_tiled.wgsl`), no im2col buffer.
 
-use super::gemm_subgroup::{self, GemmKind};
+use super::gemm_subgroup::{self, GemmKind, Tile};
 use super::{HostTensor, MatmulKernel, Op, Params, TensorRef};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
@@ -204,28 +204,32 @@ pub fn dispatch(
         )?]);
     }
     let sg = gpu.fixed_subgroup_size().expect("checked by available()");
-    let (rows, cols) = (
-        gemm_subgroup::ROWS * gemm_subgroup::SUBGROUPS,
-        gemm_subgroup::columns_per_workgroup(sg),
-    );
+    let launch = |kind: GemmKind, (m, n): (usize, usize), params: Params| {
+        let tile = Tile::covering(sg, m, n);
+        gpu.dispatch(
+            &gemm_subgroup::key(sg, kind, tile),
+            &params.padded(24),
+            &bindings,
+            groups(
+                m,
+                n,
+                tile.rows_per_workgroup(),
+                tile.columns_per_workgroup(sg),
+            ),
+        )
+    };
     if pass == ConvPass::GradWeight && n < m {
         // Fewer taps than output channels: taps as rows, channels as the lanes' columns.
-        let key = gemm_subgroup::key(sg, GemmKind::ConvWeightGradByTaps);
-        return Ok(vec![gpu.dispatch(
-            &key,
-            &geometry_params(g, (n, m, k), chunk).padded(24),
-            &bindings,
-            groups(n, m, rows, cols),
+        let params = geometry_params(g, (n, m, k), chunk);
+        return Ok(vec![launch(
+            GemmKind::ConvWeightGradByTaps,
+            (n, m),
+            params,
         )?]);
     }
-    let key = gemm_subgroup::key(sg, GemmKind::Conv(pass));
     if pass != ConvPass::GradInput {
-        return Ok(vec![gpu.dispatch(
-            &key,
-            &geometry_params(g, (m, n, k), chunk).padded(24),
-            &bindings,
-            groups(m, n, rows, cols),
-        )?]);
+        let params = geometry_params(g, (m, n, k), chunk);
+        return Ok(vec![launch(GemmKind::Conv(pass), (m, n), params)?]);
     }
     parity_classes(g)
         .into_iter()
@@ -244,9 +248,8 @@ pub fn dispatch(
                 .u(class.hc)
                 .u(class.wc)
                 .u(class.th)
-                .u(class.tw)
-                .padded(24);
-            gpu.dispatch(&key, &params, &bindings, groups(m, n, rows, cols))
+                .u(class.tw);
+            launch(GemmKind::Conv(pass), (m, n), params)
         })
         .collect()
 }

@@ -3,10 +3,10 @@
 //!
 //! On llvmpipe every storage-buffer load runs as a scalar loop over the SIMD lanes with a bounds
 //! check per element, so loads, not FMAs, bound a GEMM; loads by inactive lanes are skipped and
-//! subgroup broadcasts are register shuffles. So each subgroup computes a 64-row tile of C in
-//! which every lane loads 64 / SG rows of A and broadcasts them to the others, while keeping its
-//! own 16 columns of B: per step of 4 along K a lane loads 64 / SG + 16 groups of 4 values for
-//! 1024 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll loops of
+//! subgroup broadcasts are register shuffles. So each subgroup (a workgroup is one subgroup)
+//! computes a tile of C, 64 rows by 16 columns per lane at most (`Tile`), in which every lane
+//! loads 64 / SG rows of A and broadcasts them to the others, while keeping its own 16 columns
+//! of B: per step of 4 along K a lane loads 64 / SG + 16 groups of 4 values for 1024 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll loops of
 //! this size, so the source is generated unrolled. Convolutions read their geometry from the
 //! uniform buffer, so one pipeline serves every layer: per-row and per-column index terms are
 //! computed before the K loop, and K is walked by counters rather than divisions.
@@ -15,7 +15,7 @@
 //! split-K weight gradient and the parity class of an input gradient, see conv2d.rs), 1 a, 2 b,
 //! 3 c (written). Matmul binds vec4 arrays (row-major; A [M,K] or [K,M] transposed, B [K,N] or
 //! [N,K]) and needs K % 4 == 0, N % 4 == 0, and M % 4 == 0 when A is transposed; convolutions bind
-//! f32 arrays and take any shape. Dispatch: (ceil(N / (16 SG)), ceil(M / (64 SUBGROUPS)), splits
+//! f32 arrays and take any shape. Dispatch: (ceil(N / tile columns), ceil(M / tile rows), splits
 //! of K (convolutions only)). Rows and columns past the edge load clamped or zero values and are
 //! never stored.
 
@@ -23,12 +23,41 @@ use std::fmt::Write;
 
 use super::conv2d::ConvPass;
 
-/// Rows of C per subgroup.
-pub const ROWS: usize = 64;
-/// vec4 columns of C per lane.
-const COL4: usize = 4;
-/// Subgroups per workgroup: one, so that a 64-row GEMM (a 64-channel layer) fills its tile.
-pub const SUBGROUPS: usize = 1;
+/// The part of C one subgroup computes: `rows` rows, and `col4` vec4 columns per lane.
+///
+/// A lane's B loads serve every row of the tile, so large tiles load least per FMA; but a GEMM
+/// with few rows or columns (a stem with 3 input channels, a narrow network's 8 or 16
+/// channels) would spend most of a large tile's FMAs and lanes on rows and columns past its
+/// edge, so convolutions take the smallest tile that covers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub rows: usize,
+    pub col4: usize,
+}
+
+impl Tile {
+    /// The tile of every matmul and of convolutions large in both directions.
+    pub const LARGE: Tile = Tile { rows: 64, col4: 4 };
+
+    /// The smallest tile (rows a power of two from the subgroup size to 64, 1 to 4 vec4
+    /// columns per lane) that covers an M x N convolution GEMM, or as much of it as the large
+    /// tile does.
+    pub fn covering(subgroup_size: usize, m: usize, n: usize) -> Tile {
+        Tile {
+            rows: m.next_power_of_two().clamp(subgroup_size, Self::LARGE.rows),
+            col4: n.div_ceil(4 * subgroup_size).clamp(1, Self::LARGE.col4),
+        }
+    }
+
+    /// Rows of C per workgroup (one subgroup).
+    pub fn rows_per_workgroup(&self) -> usize {
+        self.rows
+    }
+
+    pub fn columns_per_workgroup(&self, subgroup_size: usize) -> usize {
+        subgroup_size * self.col4 * 4
+    }
+}
 
 /// What the GEMM multiplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +77,8 @@ pub enum GemmKind {
 
 impl GemmKind {
     /// A name that identifies the generated source.
-    pub fn cache_name(&self, subgroup_size: usize) -> String {
-        match self {
+    pub fn cache_name(&self, subgroup_size: usize, tile: Tile) -> String {
+        let kind = match self {
             GemmKind::Matmul { trans_a, trans_b } => format!(
                 "gemm_subgroup_{subgroup_size}_matmul_{}{}",
                 u8::from(*trans_a),
@@ -59,22 +88,20 @@ impl GemmKind {
             GemmKind::ConvWeightGradByTaps => {
                 format!("gemm_subgroup_{subgroup_size}_GradWeightByTaps")
             }
-        }
+        };
+        format!("{kind}_{}x{}", tile.rows, tile.col4)
     }
 }
 
 /// The pipeline key of the generated kernel.
-pub fn key(subgroup_size: usize, kind: GemmKind) -> crate::gpu::KernelKey {
-    crate::gpu::KernelKey::generated(kind.cache_name(subgroup_size), || {
-        source(subgroup_size, kind)
+pub fn key(subgroup_size: usize, kind: GemmKind, tile: Tile) -> crate::gpu::KernelKey {
+    crate::gpu::KernelKey::generated(kind.cache_name(subgroup_size, tile), || {
+        source(subgroup_size, kind, tile)
     })
 }
 
-pub fn columns_per_workgroup(subgroup_size: usize) -> usize {
-    subgroup_size * COL4 * 4
-}
-
-/// Each lane loads 64 / SG rows of A, in groups of 4 when a matmul's A is transposed.
+/// Each lane of the large tile loads 64 / SG rows of A, in groups of 4 when a matmul's A is
+/// transposed.
 pub fn supports_subgroup_size(sg: usize) -> bool {
     matches!(sg, 4 | 8 | 16)
 }
@@ -196,11 +223,22 @@ fn weight_grad_by_taps_snippets() -> ConvSnippets {
     }
 }
 
-/// The kernel's WGSL for one subgroup size and GEMM.
-pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
+/// The kernel's WGSL for one subgroup size, GEMM and tile (matmuls take the large tile).
+pub fn source(subgroup_size: usize, kind: GemmKind, tile: Tile) -> String {
     let sg = subgroup_size;
     assert!(supports_subgroup_size(sg), "unsupported subgroup size {sg}");
-    let q = ROWS / sg; // rows of A each lane loads
+    assert!(
+        tile.rows.is_multiple_of(sg)
+            && tile.rows <= Tile::LARGE.rows
+            && (1..=4).contains(&tile.col4),
+        "unsupported tile {tile:?} for subgroup size {sg}"
+    );
+    assert!(
+        tile == Tile::LARGE || matches!(kind, GemmKind::Conv(_) | GemmKind::ConvWeightGradByTaps),
+        "matmuls take the large tile"
+    );
+    let Tile { rows, col4 } = tile;
+    let q = rows / sg; // rows of A each lane loads
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(
@@ -213,21 +251,20 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
     }
     let _ = writeln!(
         w,
-        "@compute @workgroup_size({}, 1, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {{",
-        sg * SUBGROUPS
+        "@compute @workgroup_size({sg}, 1, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {{"
     );
-    let _ = writeln!(w, "  let row = (wid.y * {SUBGROUPS}u + sg) * {ROWS}u;");
-    let _ = writeln!(w, "  let col4 = (wid.x * {sg}u + lane) * {COL4}u;");
+    let _ = writeln!(w, "  let row = wid.y * {rows}u;");
+    let _ = writeln!(w, "  let col4 = (wid.x * {sg}u + lane) * {col4}u;");
     let _ = writeln!(w, "  let own_row = row + lane * {q}u;");
     if let GemmKind::Matmul { .. } = kind {
         // vec4 counts along each matrix's rows, and this lane's vec4 columns of B.
         w.push_str("  let k4 = p.k / 4u;\n  let n4 = p.n / 4u;\n  let m4 = p.m / 4u;\n");
-        for j in 0..COL4 {
+        for j in 0..col4 {
             let _ = writeln!(w, "  let bc{j} = min(col4 + {j}u, n4 - 1u);");
         }
     }
-    for i in 0..ROWS {
-        for j in 0..COL4 {
+    for i in 0..rows {
+        for j in 0..col4 {
             let _ = writeln!(w, "  var acc{i}_{j} = vec4<f32>();");
         }
     }
@@ -237,7 +274,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
         GemmKind::Matmul { .. } => None,
     };
     if let Some(sn) = &conv {
-        conv_setup(w, q, sn);
+        conv_setup(w, q, col4, sn);
     }
     if conv.is_some() {
         w.push_str("  for (var k = k_begin; k < k_end; k += 4u) {\n");
@@ -245,25 +282,25 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
         w.push_str("  for (var k = 0u; k < p.k; k += 4u) {\n    let kc = k / 4u;\n");
     }
     match (kind, &conv) {
-        (GemmKind::Matmul { trans_a, trans_b }, _) => matmul_loads(w, q, trans_a, trans_b),
-        (_, Some(sn)) => conv_loads(w, q, sn),
+        (GemmKind::Matmul { trans_a, trans_b }, _) => matmul_loads(w, q, col4, trans_a, trans_b),
+        (_, Some(sn)) => conv_loads(w, q, col4, sn),
         (_, None) => unreachable!(),
     }
-    for i in 0..ROWS {
+    for i in 0..rows {
         let _ = writeln!(
             w,
             "    let a{i} = subgroupBroadcast(own{}, {}u);",
             i % q,
             i / q
         );
-        for j in 0..COL4 {
+        for j in 0..col4 {
             let _ = writeln!(w, "    acc{i}_{j} += bm{j} * a{i};");
         }
     }
     w.push_str("  }\n");
-    for i in 0..ROWS {
+    for i in 0..rows {
         let _ = writeln!(w, "  if (row + {i}u < p.m) {{");
-        for j in 0..COL4 {
+        for j in 0..col4 {
             match kind {
                 GemmKind::Matmul { .. } => {
                     let _ = writeln!(w, "    if (col4 + {j}u < n4) {{ c[(row + {i}u) * n4 + col4 + {j}u] = acc{i}_{j}; }}");
@@ -289,7 +326,7 @@ pub fn source(subgroup_size: usize, kind: GemmKind) -> String {
 }
 
 /// own{r} = A[own_row + r, k..k+4] and bm{j} (column kk = B[k + kk, 4 (col4 + j)..]) from vec4 arrays.
-fn matmul_loads(w: &mut String, q: usize, trans_a: bool, trans_b: bool) {
+fn matmul_loads(w: &mut String, q: usize, col4: usize, trans_a: bool, trans_b: bool) {
     if trans_a {
         for g in 0..q.div_ceil(4) {
             let r = format!("min(own_row / 4u + {g}u, m4 - 1u)");
@@ -306,7 +343,7 @@ fn matmul_loads(w: &mut String, q: usize, trans_a: bool, trans_b: bool) {
             );
         }
     }
-    for j in 0..COL4 {
+    for j in 0..col4 {
         if trans_b {
             let n = |t: usize| format!("b[min(bc{j} * 4u + {t}u, p.n - 1u) * k4 + kc]");
             let _ = writeln!(
@@ -333,9 +370,9 @@ fn fill(template: &str, values: &[(&str, usize)]) -> String {
 }
 
 /// Per-row and per-column terms of a convolution pass, and the K counters at zero.
-fn conv_setup(w: &mut String, q: usize, sn: &ConvSnippets) {
+fn conv_setup(w: &mut String, q: usize, col4: usize, sn: &ConvSnippets) {
     w.push_str("  let hw = i32(p.h * p.w);\n  let hwo = i32(p.ho * p.wo);\n  let taps = i32(p.kh * p.kw);\n");
-    for c in 0..COL4 * 4 {
+    for c in 0..col4 * 4 {
         let setup = format!("let column{{c}} = i32(col4 * 4u + {c}u); let col_ok{{c}} = column{{c}} < i32(p.n); let cc{{c}} = min(column{{c}}, i32(p.n) - 1); {}", sn.col_setup);
         let _ = writeln!(w, "  {}", fill(&setup, &[("{c}", c)]));
     }
@@ -354,7 +391,7 @@ fn conv_setup(w: &mut String, q: usize, sn: &ConvSnippets) {
 }
 
 /// The operands element by element through the pass's snippets; the counters advance by 4.
-fn conv_loads(w: &mut String, q: usize, sn: &ConvSnippets) {
+fn conv_loads(w: &mut String, q: usize, col4: usize, sn: &ConvSnippets) {
     let (lim1, lim0) = sn.limits;
     w.push_str("    let ki = i32(k);\n");
     for kk in 0..4 {
@@ -368,7 +405,7 @@ fn conv_loads(w: &mut String, q: usize, sn: &ConvSnippets) {
             .collect();
         let _ = writeln!(w, "    let own{r} = vec4<f32>({});", elems.join(", "));
     }
-    for j in 0..COL4 {
+    for j in 0..col4 {
         let columns: Vec<String> = (0..4)
             .map(|kk| {
                 let elems: Vec<String> = (0..4)

@@ -1,6 +1,6 @@
 //! C = op(A) op(B) for 2-D matrices, op the identity or the transpose: every form backward needs.
 
-use super::gemm_subgroup::{self, GemmKind};
+use super::gemm_subgroup::{self, GemmKind, Tile};
 use super::{HostTensor, Op, Params, TensorRef};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
@@ -94,10 +94,11 @@ impl MatmulKernel {
                 let sg = gpu
                     .fixed_subgroup_size()
                     .expect("the subgroup kernel needs subgroups of a fixed size");
+                let tile = Tile::LARGE;
                 (
-                    gemm_subgroup::key(sg, GemmKind::Matmul { trans_a, trans_b }),
-                    gemm_subgroup::columns_per_workgroup(sg),
-                    gemm_subgroup::ROWS * gemm_subgroup::SUBGROUPS,
+                    gemm_subgroup::key(sg, GemmKind::Matmul { trans_a, trans_b }, tile),
+                    tile.columns_per_workgroup(sg),
+                    tile.rows_per_workgroup(),
                 )
             }
         };
