@@ -231,6 +231,18 @@ fn cases() -> Vec<Case> {
             &[&[2, 3, 6, 5], &[20, 3, 3, 3]],
             |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
         ),
+        // Stride-1 input gradients with few input channels run a direct kernel on software
+        // adapters: several workgroups of columns and rows, a wider kernel, no padding.
+        case(
+            "conv2d 3 channels, several workgroups",
+            &[&[2, 3, 35, 15], &[4, 3, 3, 3]],
+            |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
+        ),
+        case(
+            "conv2d 5x5 stride 1 pad 0",
+            &[&[1, 2, 11, 13], &[3, 2, 5, 5]],
+            |g, x| g.apply(Conv2d { stride: 1, pad: 0 }, &[x[0], x[1]]),
+        ),
         case(
             "conv2d many channels",
             &[&[2, 70, 5, 5], &[66, 70, 3, 3]],

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use byol_wgpu::gpu::SHADERS;
 use byol_wgpu::ops::conv2d::ConvPass;
+use byol_wgpu::ops::conv_grad_input_direct;
 use byol_wgpu::ops::gemm_subgroup::{self, GemmKind, Tile};
 
 fn validate(name: &str, source: &str) {
@@ -72,6 +73,18 @@ fn generated_convolution_kernels_validate() {
                     &gemm_subgroup::source(sg, kind, tile),
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn generated_direct_input_gradient_kernels_validate() {
+    for sg in [8, 16] {
+        for (ci, k) in [(1, 3), (3, 3), (3, 1), (4, 5)] {
+            validate(
+                &format!("conv_grad_input_direct_{sg}_{ci}x{k}x{k}"),
+                &conv_grad_input_direct::source(sg, ci, k, k),
+            );
         }
     }
 }
