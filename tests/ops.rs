@@ -231,11 +231,17 @@ fn cases() -> Vec<Case> {
             &[&[2, 3, 6, 5], &[20, 3, 3, 3]],
             |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
         ),
-        // Stride-1 input gradients with few input channels run a direct kernel on software
+        // Stride-1 passes with at most 16 channels on their output side (the forward pass of a
+        // narrow layer, the input gradient of a stem) run a direct kernel on software
         // adapters: several workgroups of columns and rows, a wider kernel, no padding.
         case(
             "conv2d 3 channels, several workgroups",
             &[&[2, 3, 35, 15], &[4, 3, 3, 3]],
+            |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
+        ),
+        case(
+            "conv2d 16 channels",
+            &[&[1, 16, 19, 9], &[16, 16, 3, 3]],
             |g, x| g.apply(Conv2d { stride: 1, pad: 1 }, &[x[0], x[1]]),
         ),
         case(

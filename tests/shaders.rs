@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use byol_wgpu::gpu::SHADERS;
 use byol_wgpu::ops::conv2d::ConvPass;
-use byol_wgpu::ops::conv_grad_input_direct;
+use byol_wgpu::ops::conv_direct;
 use byol_wgpu::ops::gemm_subgroup::{self, GemmKind, Tile};
 
 fn validate(name: &str, source: &str) {
@@ -78,13 +78,15 @@ fn generated_convolution_kernels_validate() {
 }
 
 #[test]
-fn generated_direct_input_gradient_kernels_validate() {
-    for sg in [8, 16] {
-        for (ci, k) in [(1, 3), (3, 3), (3, 1), (4, 5)] {
-            validate(
-                &format!("conv_grad_input_direct_{sg}_{ci}x{k}x{k}"),
-                &conv_grad_input_direct::source(sg, ci, k, k),
-            );
+fn generated_direct_convolution_kernels_validate() {
+    for pass in [ConvPass::Forward, ConvPass::GradInput] {
+        for sg in [8, 16] {
+            for (channels, k) in [(1, 3), (3, 3), (3, 1), (8, 5), (16, 3)] {
+                validate(
+                    &format!("conv_direct_{pass:?}_{sg}_{channels}x{k}x{k}"),
+                    &conv_direct::source(pass, sg, channels, k, k),
+                );
+            }
         }
     }
 }

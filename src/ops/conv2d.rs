@@ -1,7 +1,7 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
 //! to the weight: three implicit GEMMs over one kernel family (`gemm_tiled.wgsl`), no im2col buffer.
 
-use super::conv_grad_input_direct;
+use super::conv_direct;
 use super::gemm_subgroup::{self, GemmKind, Tile};
 use super::{HostTensor, MatmulKernel, Op, Params, TensorRef};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
@@ -171,8 +171,8 @@ fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize), chunk: us
 
 /// The launches of one pass: `a` and `b` as the pass reads them (see gemm_tiled.wgsl), `c`
 /// written. Hardware GPUs get the tiled GEMM; software adapters with subgroups the generated
-/// subgroup GEMM, whose input gradient runs one launch per parity class, or the direct kernel
-/// of conv_grad_input_direct.rs for a stride-1 layer with few input channels. `splits` > 1 (weight
+/// subgroup GEMM, whose input gradient runs one launch per parity class, or the direct kernels
+/// of conv_direct.rs for stride-1 passes with few output channels. `splits` > 1 (weight
 /// gradients only) splits K into that many chunks, each written to its own M x N slice of `c`.
 pub fn dispatch(
     gpu: &Gpu,
@@ -229,17 +229,17 @@ pub fn dispatch(
             params,
         )?]);
     }
+    if conv_direct::applies(pass, g, sg) {
+        return Ok(vec![gpu.dispatch(
+            &conv_direct::key(pass, g, sg),
+            &geometry_params(g, (m, n, k), 0).padded(24),
+            &bindings,
+            conv_direct::workgroups(pass, g, sg),
+        )?]);
+    }
     if pass != ConvPass::GradInput {
         let params = geometry_params(g, (m, n, k), chunk);
         return Ok(vec![launch(GemmKind::Conv(pass), (m, n), params)?]);
-    }
-    if conv_grad_input_direct::applies(g, sg) {
-        return Ok(vec![gpu.dispatch(
-            &conv_grad_input_direct::key(g, sg),
-            &geometry_params(g, (m, n, k), 0).padded(24),
-            &bindings,
-            conv_grad_input_direct::workgroups(g, sg),
-        )?]);
     }
     parity_classes(g)
         .into_iter()

@@ -6,7 +6,7 @@ mod batch_norm;
 mod bias_add;
 mod byol_loss;
 pub mod conv2d;
-pub mod conv_grad_input_direct;
+pub mod conv_direct;
 mod ema;
 pub mod gemm_subgroup;
 mod l2norm;

@@ -1,0 +1,197 @@
+//! Stride-1 convolution passes with few channels on their output side, computed directly on
+//! software adapters with subgroups (generated WGSL): the forward pass of a layer with at most
+//! 16 output channels and the input gradient of a layer with at most 16 input channels (a stem,
+//! a narrow network).
+//!
+//! As implicit GEMMs these passes have few rows, so each gathered element serves only that many
+//! multiply-adds, and on llvmpipe, where every storage load costs a scalar loop over the SIMD
+//! lanes, loads decide the speed (the input gradient of a 3-channel stem ran at 5% of the
+//! matmul's rate). Here each element of the pass's input is loaded once per workgroup and
+//! serves every output channel and tap: lane l of a subgroup loads one column of the input, a
+//! run of rows, and takes its neighbours' columns by subgroup shuffles (register moves there).
+//! The first SG - (Kw - 1) lanes own output columns; the other Kw - 1 only load the columns to
+//! their left neighbours' right. Each lane keeps `rows` output rows of every output channel. The
+//! weights of one input channel are loaded a few per lane and broadcast.
+//!
+//! Both passes are out[n, o, y, x] = sum over i, a, b of W(o, i, a, b) in[n, i, y - py + a,
+//! x - px + b]: the forward pass with in = x, out = y, W = w and (py, px) = the padding; the input
+//! gradient with in = dy, out = dx, W(o, i, a, b) = w[i, o, Kh - 1 - a, Kw - 1 - b] and
+//! (py, px) = (Kh - 1 - pad, Kw - 1 - pad).
+//!
+//! Bindings as the GEMM's passes: 0 params (the `Params` of conv2d.rs), 1 w [Co, Ci, Kh, Kw],
+//! 2 in, 3 out (written). Dispatch: `workgroups`, one subgroup per workgroup.
+
+use std::fmt::Write;
+
+use super::conv2d::{ConvGeometry, ConvPass};
+use crate::gpu::KernelKey;
+
+/// The most output channels: a lane keeps `rows` sums of each.
+const MAX_CHANNELS: usize = 16;
+
+/// Whether `pass` of `g` runs directly with subgroups of `sg` lanes: stride 1, at most 16
+/// channels on the output side, and a kernel narrow enough that at least half of the lanes own
+/// output columns.
+pub fn applies(pass: ConvPass, g: &ConvGeometry, sg: usize) -> bool {
+    let channels = match pass {
+        ConvPass::Forward => g.co,
+        ConvPass::GradInput => g.ci,
+        ConvPass::GradWeight => return false,
+    };
+    g.stride == 1 && channels <= MAX_CHANNELS && 2 * (g.kw - 1) <= sg
+}
+
+/// Output rows per lane: as many as keep the sums near 128 registers, from 8 to 32.
+fn rows(channels: usize) -> usize {
+    (128 / channels).clamp(8, 32)
+}
+
+/// The pass's output channels and plane (height, width).
+fn output(pass: ConvPass, g: &ConvGeometry) -> (usize, usize, usize) {
+    match pass {
+        ConvPass::Forward => (g.co, g.ho(), g.wo()),
+        _ => (g.ci, g.h, g.w),
+    }
+}
+
+pub fn workgroups(pass: ConvPass, g: &ConvGeometry, sg: usize) -> [u32; 3] {
+    let (channels, h, w) = output(pass, g);
+    let count = |n: usize| u32::try_from(n).expect("convolution too large");
+    [
+        count(w.div_ceil(sg - (g.kw - 1))),
+        count(h.div_ceil(rows(channels))),
+        count(g.batch),
+    ]
+}
+
+/// The pipeline key: one kernel per pass, subgroup size, output channels and kernel size.
+pub fn key(pass: ConvPass, g: &ConvGeometry, sg: usize) -> KernelKey {
+    let (channels, ..) = output(pass, g);
+    let (kh, kw) = (g.kh, g.kw);
+    KernelKey::generated(
+        format!("conv_direct_{pass:?}_{sg}_{channels}x{kh}x{kw}"),
+        || source(pass, sg, channels, kh, kw),
+    )
+}
+
+/// The WGSL of the kernel for `pass` with `channels` output channels.
+pub fn source(pass: ConvPass, sg: usize, channels: usize, kh: usize, kw: usize) -> String {
+    assert!(
+        pass != ConvPass::GradWeight
+            && (1..=MAX_CHANNELS).contains(&channels)
+            && kh >= 1
+            && kw >= 1
+            && 2 * (kw - 1) <= sg,
+        "no direct {pass:?} for {channels} channels, a {kh}x{kw} kernel, subgroups of {sg}"
+    );
+    let forward = pass == ConvPass::Forward;
+    let rows = rows(channels);
+    let taps = kh * kw;
+    let weights = channels * taps;
+    let out_cols = sg - (kw - 1);
+    let in_rows = rows + kh - 1;
+    let mut s = String::new();
+    let w = &mut s;
+    let (geometry, weight_offset, in_stride) = if forward {
+        (
+            "let in_c = i32(p.ci); let in_h = i32(p.h); let in_w = i32(p.w); let out_h = i32(p.ho); let out_w = i32(p.wo); let py = i32(p.pad); let px = i32(p.pad);",
+            // W(o, i, a, b) = w[o, i, a, b].
+            format!("o * in_c * {taps} + tap"),
+            format!("{taps}"),
+        )
+    } else {
+        (
+            "let in_c = i32(p.co); let in_h = i32(p.ho); let in_w = i32(p.wo); let out_h = i32(p.h); let out_w = i32(p.w); let py = i32(p.kh) - 1 - i32(p.pad); let px = i32(p.kw) - 1 - i32(p.pad);",
+            // W(o, i, a, b) = w[i, o, kh - 1 - a, kw - 1 - b].
+            format!("o * {taps} + {} - tap", taps - 1),
+            format!("{weights}"),
+        )
+    };
+    let _ = writeln!(
+        w,
+        "// Generated by src/ops/conv_direct.rs: {pass:?}, subgroup size {sg}, {channels} output channels, {kh}x{kw} kernel, {rows} rows per lane.
+struct Params {{ m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32, }}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@compute @workgroup_size({sg}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {{
+  let n = i32(wid.z);
+  {geometry}
+  let x = i32(wid.x * {out_cols}u + lane);
+  let y0 = i32(wid.y * {rows}u);
+  // This lane's input column: output column x reads x - px + b, held by lane + b.
+  let cx = x - px;
+  let col_ok = cx >= 0 && cx < in_w;
+  // Input rows top + t, t = 0..{in_rows}; output row y0 + r reads t = r + a.
+  let top = y0 - py;"
+    );
+    // Lane l loads taps l, l + SG, ... of each input channel: (o, a, b) = (tap / taps, ...),
+    // at a per-lane offset fixed outside the channel loop.
+    for t in 0..weights.div_ceil(sg) {
+        let _ = writeln!(
+            w,
+            "  var woff{t} = 0;\n  {{ let j = i32(lane) + {}; let o = j / {taps}; let tap = j % {taps}; woff{t} = {weight_offset}; }}",
+            t * sg
+        );
+    }
+    for o in 0..channels {
+        for r in 0..rows {
+            let _ = writeln!(w, "  var acc{o}_{r} = 0.0;");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "  for (var i = 0; i < in_c; i++) {{\n    let plane = (n * in_c + i) * in_h * in_w;\n    let wbase = i * {in_stride};"
+    );
+    for t in 0..weights.div_ceil(sg) {
+        let _ = writeln!(
+            w,
+            "    var own{t} = 0.0;\n    if (lane + {}u < {weights}u) {{ own{t} = wt[wbase + woff{t}]; }}",
+            t * sg
+        );
+    }
+    for j in 0..weights {
+        let _ = writeln!(
+            w,
+            "    let w{j} = subgroupBroadcast(own{}, {}u);",
+            j / sg,
+            j % sg
+        );
+    }
+    for t in 0..in_rows {
+        let _ = writeln!(
+            w,
+            "    var v{t} = 0.0;\n    {{ let iy = top + {t}; if (col_ok && iy >= 0 && iy < in_h) {{ v{t} = src[plane + iy * in_w + cx]; }} }}"
+        );
+        let _ = writeln!(w, "    let s{t}_0 = v{t};");
+        for b in 1..kw {
+            let _ = writeln!(w, "    let s{t}_{b} = subgroupShuffleDown(v{t}, {b}u);");
+        }
+        // Every output row that reads input row t: r = t - a.
+        for a in 0..kh {
+            let Some(r) = t.checked_sub(a).filter(|&r| r < rows) else {
+                continue;
+            };
+            for o in 0..channels {
+                let terms: Vec<String> = (0..kw)
+                    .map(|b| format!("w{} * s{t}_{b}", o * taps + a * kw + b))
+                    .collect();
+                let _ = writeln!(w, "    acc{o}_{r} += {};", terms.join(" + "));
+            }
+        }
+    }
+    w.push_str("  }\n");
+    let _ = writeln!(w, "  if (lane < {out_cols}u && x < out_w) {{");
+    for o in 0..channels {
+        for r in 0..rows {
+            let _ = writeln!(
+                w,
+                "    if (y0 + {r} < out_h) {{ dst[((n * {channels} + {o}) * out_h + y0 + {r}) * out_w + x] = acc{o}_{r}; }}"
+            );
+        }
+    }
+    w.push_str("  }\n}\n");
+    s
+}
