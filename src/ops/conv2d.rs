@@ -1,5 +1,7 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
-//! to the weight: three implicit GEMMs over one kernel family (`gemm_tiled.wgsl`), no im2col buffer.
+//! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl` on hardware GPUs,
+//! the generated subgroup GEMM on software adapters), and on software adapters direct kernels
+//! for stride-1 passes with few output channels (conv_direct.rs).
 
 use super::conv_direct;
 use super::gemm_subgroup::{self, GemmKind, Tile};
