@@ -1,8 +1,8 @@
 // batchnorm: per-channel statistics and the batch-norm transform over x viewed as [N, C, S]
 // (S = H*W for images, 1 for [N, C] features); element (n, c, s) is at (n * C + c) * S + s.
 // M = N * S elements per channel.
-// Bindings: 0 params {batch, channels, spatial, eps, scale}, 1..5 inputs as each entry names them,
-// 6 out.
+// Bindings: 0 params {batch, channels, spatial, eps, scale}, 1..5 and 7..8 inputs as each entry
+// names them, 6 out.
 // Reductions (channel_*): one workgroup of 256 per channel; dispatch grid_1d(C).
 // Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)).
 // The linear workgroup index is wid.x + wid.y * num_workgroups.x.
@@ -25,6 +25,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> in4: array<f32>;
 @group(0) @binding(5) var<storage, read> in5: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read> in6: array<f32>;
+@group(0) @binding(8) var<storage, read> in7: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -145,6 +147,20 @@ fn channel_broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let i = pointwise_index(wid, nwg, lid);
     if (i < p.batch * p.channels * p.spatial) {
         out[i] = p.scale * in1[channel_of(i)];
+    }
+}
+
+// dx of batch norm with batch statistics, scale = 1/M: in1 = dy, in2 = x, in3 = mean, in4 = var,
+// in5 = gamma, in6 = sum(dy), in7 = sum(dy x_hat) ->
+// gamma istd (dy - sum(dy) / M - x_hat sum(dy x_hat) / M).
+@compute @workgroup_size(256, 1, 1)
+fn bn_batch_stats_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = pointwise_index(wid, nwg, lid);
+    if (i < p.batch * p.channels * p.spatial) {
+        let c = channel_of(i);
+        let istd = inv_std(c, in4[c]);
+        let x_hat = (in2[i] - in3[c]) * istd;
+        out[i] = in5[c] * istd * (in1[i] - p.scale * (in6[c] + x_hat * in7[c]));
     }
 }
 

@@ -125,11 +125,16 @@ fn check_finite_differences(c: &Case) {
     }
 }
 
-/// Batch norm with batch statistics; inputs (x, gamma, beta).
-fn batch_norm_train(g: &mut Graph, x: &[TensorId]) -> TensorId {
+/// Batch norm with batch statistics; inputs (x, gamma, beta). `batch_stats`: dx in one op, as
+/// training builds it, or through the statistics' own gradients.
+fn batch_norm_train(g: &mut Graph, x: &[TensorId], batch_stats: bool) -> TensorId {
     let mean = g.apply(ChannelSum::mean_of(g.shape(x[0])), &[x[0]]);
     let var = g.apply(CenteredVar, &[x[0], mean]);
-    g.apply(BnApply { eps: 1e-5 }, &[x[0], mean, var, x[1], x[2]])
+    let bn = BnApply {
+        eps: 1e-5,
+        batch_stats,
+    };
+    g.apply(bn, &[x[0], mean, var, x[1], x[2]])
 }
 
 fn cases() -> Vec<Case> {
@@ -257,12 +262,17 @@ fn cases() -> Vec<Case> {
         case(
             "batch norm, training, NCHW",
             &[&[3, 4, 5, 6], &[4], &[4]],
-            batch_norm_train,
+            |g, x| batch_norm_train(g, x, true),
         ),
         case(
             "batch norm, training, NC",
             &[&[7, 5], &[5], &[5]],
-            batch_norm_train,
+            |g, x| batch_norm_train(g, x, true),
+        ),
+        case(
+            "batch norm, training, through the statistics' gradients",
+            &[&[3, 4, 5, 6], &[4], &[4]],
+            |g, x| batch_norm_train(g, x, false),
         ),
         case(
             "batch norm, inference",
@@ -272,7 +282,11 @@ fn cases() -> Vec<Case> {
                 let sq = g.mul(x[2], x[2]);
                 let half = g.constant(&[4], vec![0.5; 4]);
                 let var = g.add(sq, half);
-                g.apply(BnApply { eps: 1e-5 }, &[x[0], x[1], var, x[3], x[4]])
+                let bn = BnApply {
+                    eps: 1e-5,
+                    batch_stats: false,
+                };
+                g.apply(bn, &[x[0], x[1], var, x[3], x[4]])
             },
         ),
         case("max pool 3x3 stride 2 pad 1", &[&[2, 3, 9, 8]], |g, x| {

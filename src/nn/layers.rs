@@ -106,8 +106,8 @@ impl<'g> Layers<'g> {
             ParamRole::RunningStat,
         );
         let running_var = self.param(&format!("{name}.running_var"), &[c], ParamRole::RunningStat);
-        let (mean, var) = match self.mode {
-            Mode::Eval => (running_mean, running_var),
+        let (mean, var, batch_stats) = match self.mode {
+            Mode::Eval => (running_mean, running_var, false),
             Mode::Train => {
                 let shape = self.graph.shape(x).to_vec();
                 let mean = self.graph.apply(ChannelSum::mean_of(&shape), &[x]);
@@ -125,11 +125,14 @@ impl<'g> Layers<'g> {
                     },
                     &[running_var, var],
                 );
-                (mean, var)
+                (mean, var, true)
             }
         };
-        self.graph
-            .apply(BnApply { eps: BN_EPS }, &[x, mean, var, gamma, beta])
+        let bn = BnApply {
+            eps: BN_EPS,
+            batch_stats,
+        };
+        self.graph.apply(bn, &[x, mean, var, gamma, beta])
     }
 
     /// x [N, in] -> [N, out] with weight [out, in] (PyTorch's layout) and an optional bias.

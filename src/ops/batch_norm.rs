@@ -276,14 +276,23 @@ impl Op for CenteredVarGrad {
 }
 
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta; inputs (x, mean, var, gamma, beta).
+///
+/// With `batch_stats`, mean and var must be x's batch statistics (`ChannelSum::mean_of` and
+/// `CenteredVar` of x): dx is then the whole derivative, through them included, computed in one
+/// pass (`BnBatchStatsGrad`), and they get no gradient of their own. Otherwise they are inputs
+/// like any other (the running statistics of inference).
 #[derive(Debug, Clone, Copy)]
 pub struct BnApply {
     pub eps: f32,
+    pub batch_stats: bool,
 }
 
 impl Op for BnApply {
     fn name(&self) -> String {
-        format!("bn_apply(eps={})", self.eps)
+        format!(
+            "bn_apply(eps={}, batch_stats={})",
+            self.eps, self.batch_stats
+        )
     }
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
@@ -301,11 +310,27 @@ impl Op for BnApply {
     ) -> Vec<Option<TensorId>> {
         let (xs, mean, var, gamma) = (x[0], x[1], x[2], x[3]);
         let eps = self.eps;
-        let dx = needs[0].then(|| g.apply(BnScaleGrad { eps }, &[dy, var, gamma]));
         // sum(dy x_hat) gives d gamma and d var; sum(dy) gives d beta and d mean.
-        let dot = (needs[2] || needs[3])
+        let dot = (needs[2] || needs[3] || (self.batch_stats && needs[0]))
             .then(|| g.apply(ChannelDotNormalized { eps }, &[dy, xs, mean, var]));
-        let sum = (needs[1] || needs[4]).then(|| g.apply(ChannelSum { scale: 1.0 }, &[dy]));
+        let sum = (needs[1] || needs[4] || (self.batch_stats && needs[0]))
+            .then(|| g.apply(ChannelSum { scale: 1.0 }, &[dy]));
+        if self.batch_stats {
+            let dx = needs[0].then(|| {
+                g.apply(
+                    BnBatchStatsGrad { eps },
+                    &[dy, xs, mean, var, gamma, sum.unwrap(), dot.unwrap()],
+                )
+            });
+            return vec![
+                dx,
+                None,
+                None,
+                needs[3].then(|| dot.unwrap()),
+                needs[4].then(|| sum.unwrap()),
+            ];
+        }
+        let dx = needs[0].then(|| g.apply(BnScaleGrad { eps }, &[dy, var, gamma]));
         let dmean = needs[1].then(|| {
             g.apply(
                 BnStatGrad {
@@ -356,6 +381,65 @@ impl Op for BnApply {
             "bn_apply",
             v,
             (self.eps, 0.0),
+            &bindings,
+            per_element(numel(x[0].shape)),
+        )
+    }
+}
+
+/// dx of batch norm with batch statistics, through the mean and variance included:
+/// gamma istd (dy - sum(dy) / M - x_hat sum(dy x_hat) / M) with istd = 1 / sqrt(var + eps),
+/// x_hat = (x - mean) istd and M elements per channel; inputs (dy, x, mean, var, gamma,
+/// sum(dy), sum(dy x_hat)).
+#[derive(Debug, Clone, Copy)]
+pub struct BnBatchStatsGrad {
+    pub eps: f32,
+}
+
+impl Op for BnBatchStatsGrad {
+    fn name(&self) -> String {
+        "bn_batch_stats_grad".into()
+    }
+
+    fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
+        if x[0] != x[1] {
+            return Err(format!(
+                "bn_batch_stats_grad: {:?} and {:?} differ",
+                x[0], x[1]
+            ));
+        }
+        check_channels("bn_batch_stats_grad", x[0], &x[2..])?;
+        Ok(x[0].to_vec())
+    }
+
+    fn reference(&self, x: &[&HostTensor]) -> HostTensor {
+        let eps = f64::from(self.eps);
+        let (n, _, s) = view(&x[0].shape).unwrap();
+        let m = (n * s) as f64;
+        let mut out = vec![0.0; x[0].data.len()];
+        each(&x[0].shape, |i, c| {
+            let istd = 1.0 / (x[3].data[c] + eps).sqrt();
+            let x_hat = (x[1].data[i] - x[2].data[c]) * istd;
+            out[i] =
+                x[4].data[c] * istd * (x[0].data[i] - x[5].data[c] / m - x_hat * x[6].data[c] / m);
+        });
+        HostTensor::new(&x[0].shape, out)
+    }
+
+    fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
+        let v = view(x[0].shape).unwrap();
+        // Bindings 1-5 and 7-8: 6 is the output.
+        let mut bindings: Vec<(u32, &wgpu::Buffer)> = x
+            .iter()
+            .zip([1, 2, 3, 4, 5, 7, 8])
+            .map(|(t, binding)| (binding, t.buffer))
+            .collect();
+        bindings.push((6, y.buffer));
+        launch(
+            gpu,
+            "bn_batch_stats_grad",
+            v,
+            (self.eps, 1.0 / (v.0 * v.2) as f32),
             &bindings,
             per_element(numel(x[0].shape)),
         )

@@ -24,8 +24,8 @@ mod view;
 
 pub use add::Add;
 pub use batch_norm::{
-    BnApply, BnScaleGrad, BnStat, BnStatGrad, CenteredVar, CenteredVarGrad, ChannelBroadcast,
-    ChannelDotNormalized, ChannelSum,
+    BnApply, BnBatchStatsGrad, BnScaleGrad, BnStat, BnStatGrad, CenteredVar, CenteredVarGrad,
+    ChannelBroadcast, ChannelDotNormalized, ChannelSum,
 };
 pub use bias_add::BiasAdd;
 pub use byol_loss::{ByolLoss, ByolLossGrad};
