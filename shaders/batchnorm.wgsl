@@ -4,7 +4,11 @@
 // Bindings: 0 params {batch, channels, spatial, eps, scale}, 1..5 and 7..8 inputs as each entry
 // names them, 6 out.
 // Reductions (channel_*): one workgroup of 256 per channel; dispatch grid_1d(C).
-// Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)).
+// Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)). Those
+// that read several per-channel values (bn_apply, bn_batch_stats_grad) compute RUN consecutive
+// elements each and read them again only where the run crosses into the next channel: on
+// software adapters every storage load costs a loop over the lanes, and the per-channel loads
+// dominated those kernels. Dispatch grid_1d(ceil(len / (256 RUN))).
 // The linear workgroup index is wid.x + wid.y * num_workgroups.x.
 
 struct Params {
@@ -121,13 +125,47 @@ fn pointwise_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return linear(wid, nwg) * 256u + lid.x;
 }
 
+const RUN: u32 = 4u;
+
+// Where a run starts: its element index, channel and position within the channel's plane.
+struct RunStart {
+    first: u32,
+    c: u32,
+    s: u32,
+}
+
+fn run_start(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> RunStart {
+    let first = pointwise_index(wid, nwg, lid) * RUN;
+    let plane = first / p.spatial;
+    return RunStart(first, plane % p.channels, first - plane * p.spatial);
+}
+
 // out = (in1 - in2[c]) / sqrt(in3[c] + eps) * in4[c] + in5[c]: x, mean, var, gamma, beta.
+// RUN elements per invocation.
 @compute @workgroup_size(256, 1, 1)
 fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = pointwise_index(wid, nwg, lid);
-    if (i < p.batch * p.channels * p.spatial) {
-        let c = channel_of(i);
-        out[i] = (in1[i] - in2[c]) * inv_std(c, in3[c]) * in4[c] + in5[c];
+    let start = run_start(wid, nwg, lid);
+    let len = p.batch * p.channels * p.spatial;
+    var c = start.c;
+    var s = start.s;
+    var mean = 0.0;
+    var scale = 0.0;
+    var shift = 0.0;
+    for (var j = 0u; j < RUN; j++) {
+        let i = start.first + j;
+        if (i < len) {
+            if (j == 0u || s == p.spatial) {
+                if (j > 0u) {
+                    s = 0u;
+                    c = (c + 1u) % p.channels;
+                }
+                mean = in2[c];
+                scale = inv_std(c, in3[c]) * in4[c];
+                shift = in5[c];
+            }
+            out[i] = (in1[i] - mean) * scale + shift;
+            s += 1u;
+        }
     }
 }
 
@@ -153,14 +191,36 @@ fn channel_broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 // dx of batch norm with batch statistics, scale = 1/M: in1 = dy, in2 = x, in3 = mean, in4 = var,
 // in5 = gamma, in6 = sum(dy), in7 = sum(dy x_hat) ->
 // gamma istd (dy - sum(dy) / M - x_hat sum(dy x_hat) / M).
+// RUN elements per invocation.
 @compute @workgroup_size(256, 1, 1)
 fn bn_batch_stats_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = pointwise_index(wid, nwg, lid);
-    if (i < p.batch * p.channels * p.spatial) {
-        let c = channel_of(i);
-        let istd = inv_std(c, in4[c]);
-        let x_hat = (in2[i] - in3[c]) * istd;
-        out[i] = in5[c] * istd * (in1[i] - p.scale * (in6[c] + x_hat * in7[c]));
+    let start = run_start(wid, nwg, lid);
+    let len = p.batch * p.channels * p.spatial;
+    var c = start.c;
+    var s = start.s;
+    var mean = 0.0;
+    var istd = 0.0;
+    var gain = 0.0;
+    var mean_dy = 0.0;
+    var mean_dot = 0.0;
+    for (var j = 0u; j < RUN; j++) {
+        let i = start.first + j;
+        if (i < len) {
+            if (j == 0u || s == p.spatial) {
+                if (j > 0u) {
+                    s = 0u;
+                    c = (c + 1u) % p.channels;
+                }
+                mean = in3[c];
+                istd = inv_std(c, in4[c]);
+                gain = in5[c] * istd;
+                mean_dy = p.scale * in6[c];
+                mean_dot = p.scale * in7[c];
+            }
+            let x_hat = (in2[i] - mean) * istd;
+            out[i] = gain * (in1[i] - mean_dy - x_hat * mean_dot);
+            s += 1u;
+        }
     }
 }
 

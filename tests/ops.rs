@@ -269,6 +269,18 @@ fn cases() -> Vec<Case> {
             &[&[7, 5], &[5], &[5]],
             |g, x| batch_norm_train(g, x, true),
         ),
+        // More than 256 elements per channel: each reduction lane strides over several
+        // images and positions.
+        case(
+            "batch norm, training, long channels",
+            &[&[5, 3, 7, 11], &[3], &[3]],
+            |g, x| batch_norm_train(g, x, true),
+        ),
+        case(
+            "batch norm, training, NC, long channels",
+            &[&[300, 3], &[3], &[3]],
+            |g, x| batch_norm_train(g, x, true),
+        ),
         case(
             "batch norm, training, through the statistics' gradients",
             &[&[3, 4, 5, 6], &[4], &[4]],

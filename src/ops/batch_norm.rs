@@ -7,6 +7,10 @@ use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
 
+/// Elements per invocation of the kernels that read several per-channel values (`RUN` in
+/// batchnorm.wgsl).
+const RUN: usize = 4;
+
 /// (N, C, S) of a [N, C, ...] tensor.
 fn view(shape: &[usize]) -> std::result::Result<(usize, usize, usize), String> {
     if shape.len() < 2 {
@@ -382,7 +386,7 @@ impl Op for BnApply {
             v,
             (self.eps, 0.0),
             &bindings,
-            per_element(numel(x[0].shape)),
+            per_element(numel(x[0].shape).div_ceil(RUN)),
         )
     }
 }
@@ -441,7 +445,7 @@ impl Op for BnBatchStatsGrad {
             v,
             (self.eps, 1.0 / (v.0 * v.2) as f32),
             &bindings,
-            per_element(numel(x[0].shape)),
+            per_element(numel(x[0].shape).div_ceil(RUN)),
         )
     }
 }
