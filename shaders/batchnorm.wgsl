@@ -140,6 +140,20 @@ fn run_start(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> RunStart {
     return RunStart(first, plane % p.channels, first - plane * p.spatial);
 }
 
+// Moves a run's channel c and position s to its j-th element (s counts the elements already
+// done): true where j starts the run or a new channel, whose values must then be read.
+fn enters_channel(j: u32, c: ptr<function, u32>, s: ptr<function, u32>) -> bool {
+    if (j == 0u) {
+        return true;
+    }
+    if (*s == p.spatial) {
+        *s = 0u;
+        *c = (*c + 1u) % p.channels;
+        return true;
+    }
+    return false;
+}
+
 // out = (in1 - in2[c]) / sqrt(in3[c] + eps) * in4[c] + in5[c]: x, mean, var, gamma, beta.
 // RUN elements per invocation.
 @compute @workgroup_size(256, 1, 1)
@@ -151,21 +165,15 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var mean = 0.0;
     var scale = 0.0;
     var shift = 0.0;
-    for (var j = 0u; j < RUN; j++) {
-        let i = start.first + j;
-        if (i < len) {
-            if (j == 0u || s == p.spatial) {
-                if (j > 0u) {
-                    s = 0u;
-                    c = (c + 1u) % p.channels;
-                }
-                mean = in2[c];
-                scale = inv_std(c, in3[c]) * in4[c];
-                shift = in5[c];
-            }
-            out[i] = (in1[i] - mean) * scale + shift;
-            s += 1u;
+    for (var j = 0u; j < RUN && start.first + j < len; j++) {
+        if (enters_channel(j, &c, &s)) {
+            mean = in2[c];
+            scale = inv_std(c, in3[c]) * in4[c];
+            shift = in5[c];
         }
+        let i = start.first + j;
+        out[i] = (in1[i] - mean) * scale + shift;
+        s += 1u;
     }
 }
 
@@ -203,24 +211,18 @@ fn bn_batch_stats_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     var gain = 0.0;
     var mean_dy = 0.0;
     var mean_dot = 0.0;
-    for (var j = 0u; j < RUN; j++) {
-        let i = start.first + j;
-        if (i < len) {
-            if (j == 0u || s == p.spatial) {
-                if (j > 0u) {
-                    s = 0u;
-                    c = (c + 1u) % p.channels;
-                }
-                mean = in3[c];
-                istd = inv_std(c, in4[c]);
-                gain = in5[c] * istd;
-                mean_dy = p.scale * in6[c];
-                mean_dot = p.scale * in7[c];
-            }
-            let x_hat = (in2[i] - mean) * istd;
-            out[i] = gain * (in1[i] - mean_dy - x_hat * mean_dot);
-            s += 1u;
+    for (var j = 0u; j < RUN && start.first + j < len; j++) {
+        if (enters_channel(j, &c, &s)) {
+            mean = in3[c];
+            istd = inv_std(c, in4[c]);
+            gain = in5[c] * istd;
+            mean_dy = p.scale * in6[c];
+            mean_dot = p.scale * in7[c];
         }
+        let i = start.first + j;
+        let x_hat = (in2[i] - mean) * istd;
+        out[i] = gain * (in1[i] - mean_dy - x_hat * mean_dot);
+        s += 1u;
     }
 }
 
