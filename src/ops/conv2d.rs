@@ -171,12 +171,50 @@ fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize), chunk: us
         .u(chunk)
 }
 
-/// The launches of one pass: `a` and `b` as the pass reads them (see gemm_tiled.wgsl), `c`
-/// written. Hardware GPUs get the tiled GEMM; software adapters with subgroups the generated
-/// subgroup GEMM, whose input gradient runs one launch per parity class, or the direct kernels
-/// of conv_direct.rs for stride-1 passes with few output channels. `splits` > 1 (weight
-/// gradients only) splits K into that many chunks, each written to its own M x N slice of `c`.
+/// The kernels that run convolutions on an adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernels {
+    /// The tiled implicit GEMM of gemm_tiled.wgsl: hardware GPUs.
+    Tiled,
+    /// The generated subgroup GEMM, whose input gradient runs one launch per parity class, and
+    /// the direct kernels of conv_direct.rs for stride-1 passes with few output channels:
+    /// software adapters with subgroups of a fixed size.
+    Subgroup,
+}
+
+impl ConvKernels {
+    pub fn choose(gpu: &Gpu) -> Self {
+        if ConvKernels::Subgroup.available(gpu) && gpu.is_cpu() {
+            ConvKernels::Subgroup
+        } else {
+            ConvKernels::Tiled
+        }
+    }
+
+    pub fn available(self, gpu: &Gpu) -> bool {
+        match self {
+            ConvKernels::Tiled => true,
+            ConvKernels::Subgroup => MatmulKernel::Subgroup.available(gpu),
+        }
+    }
+}
+
+/// The launches of one pass on the adapter's kernels (`ConvKernels::choose`): `a` and `b` as
+/// the pass reads them (see gemm_tiled.wgsl), `c` written. `splits` > 1 (weight gradients only)
+/// splits K into that many chunks, each written to its own M x N slice of `c`.
 pub fn dispatch(
+    gpu: &Gpu,
+    pass: ConvPass,
+    g: &ConvGeometry,
+    splits: usize,
+    buffers: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+) -> Result<Vec<Dispatch>> {
+    dispatch_on(ConvKernels::choose(gpu), gpu, pass, g, splits, buffers)
+}
+
+/// `dispatch` on the given kernels, which must be available on the adapter.
+pub fn dispatch_on(
+    kernels: ConvKernels,
     gpu: &Gpu,
     pass: ConvPass,
     g: &ConvGeometry,
@@ -186,6 +224,10 @@ pub fn dispatch(
     assert!(
         splits == 1 || pass == ConvPass::GradWeight,
         "only weight gradients split K"
+    );
+    assert!(
+        kernels.available(gpu),
+        "{kernels:?} convolutions need subgroups of a fixed size"
     );
     let bindings = [(1, a), (2, b), (3, c)];
     let splits_u32 = u32::try_from(splits).expect("too many splits");
@@ -198,7 +240,7 @@ pub fn dispatch(
     };
     let (m, n, k) = g.gemm(pass);
     let chunk = k.div_ceil(splits);
-    if !(MatmulKernel::Subgroup.available(gpu) && gpu.is_cpu()) {
+    if kernels == ConvKernels::Tiled {
         let key = KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode()));
         return Ok(vec![gpu.dispatch(
             &key,
@@ -207,7 +249,7 @@ pub fn dispatch(
             groups(m, n, 64, 64),
         )?]);
     }
-    let sg = gpu.fixed_subgroup_size().expect("checked by available()");
+    let sg = gpu.fixed_subgroup_size().expect("checked above");
     let launch = |kind: GemmKind, (m, n): (usize, usize), params: Params| {
         let tile = Tile::covering(sg, m, n);
         gpu.dispatch(
