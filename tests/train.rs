@@ -166,7 +166,8 @@ fn the_cli_trains_resumes_and_refuses_bad_input() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("trained 2 steps"));
+    // 64 images in batches of 16: four steps an epoch.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trained 2 steps (0.50 epochs)"));
     let out = byol()
         .args(["train", "--resume", run.to_str().unwrap(), "--steps", "3"])
         .output()

@@ -245,10 +245,11 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
     bar.finish_and_clear();
     result?;
     let s = trainer.state();
+    // `epoch` is the epoch the loader is in, not the number completed: count them by steps.
+    let epochs = s.step as f64 / trainer.info.steps_per_epoch as f64;
     println!(
-        "trained {} steps ({} epochs) in {:.0} s; run: {}",
+        "trained {} steps ({epochs:.2} epochs) in {:.0} s; run: {}",
         s.step,
-        s.epoch,
         s.elapsed_s,
         trainer.out.display()
     );
