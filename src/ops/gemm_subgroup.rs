@@ -4,10 +4,11 @@
 //! On llvmpipe every storage-buffer load runs as a scalar loop over the SIMD lanes with a bounds
 //! check per element, so loads, not FMAs, bound a GEMM; loads by inactive lanes are skipped and
 //! subgroup broadcasts are register shuffles. So each subgroup (a workgroup is one subgroup)
-//! computes a tile of C, 64 rows by 16 columns per lane at most (`Tile`), in which every lane
-//! loads 64 / SG rows of A and broadcasts them to the others, while keeping its own 16 columns
-//! of B: per step of 4 along K a lane loads 64 / SG + 16 groups of 4 values for 1024 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll loops of
-//! this size, so the source is generated unrolled. Convolutions read their geometry from the
+//! computes a tile of C, at most 64 rows by 16 columns per lane (`Tile`), in which every lane
+//! loads rows / SG rows of A and broadcasts them to the others, while keeping its own columns
+//! of B: in the large tile, per step of 4 along K a lane loads 64 / SG + 16 groups of 4 values
+//! for 1024 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll
+//! loops of this size, so the source is generated unrolled. Convolutions read their geometry from the
 //! uniform buffer, so one pipeline serves every layer: per-row and per-column index terms are
 //! computed before the K loop, and K is walked by counters rather than divisions.
 //!
