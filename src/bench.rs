@@ -10,10 +10,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::gpu::{Dispatch, Gpu, KernelKey};
+use crate::graph::TensorId;
 use crate::graph::{Executable, Graph};
 use crate::nn::{Layers, Mode, ParamRole, ResNetConfig, Stem};
 use crate::ops::conv2d::{self, ConvGeometry, ConvPass};
-use crate::ops::{MatmulKernel, Params};
+use crate::ops::{BnApply, BnBatchStatsGrad, CenteredVar, ChannelSum, MatmulKernel, Params, Relu};
 use crate::Result;
 
 const SAMPLES: usize = 5;
@@ -627,6 +628,122 @@ impl AugmentReport {
             s.push_str(&format!(
                 "{:>4}  {:>6}  {:>5}  {:>8.1}  {:>8.1}\n",
                 r.side, r.source_side, r.batch, r.kernel_images_per_s, r.pipeline_images_per_s
+            ));
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryResult {
+    pub kernel: String,
+    /// Bytes read and written per launch, counting the tensor-sized operands.
+    pub bytes: u64,
+    pub gbps: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    pub adapter: String,
+    pub backend: String,
+    pub shape: Vec<usize>,
+    /// A vec4 copy of one tensor: the adapter's memory roof, measured in the same run.
+    pub peak_gbps: f64,
+    pub results: Vec<MemoryResult>,
+}
+
+/// GB/s of a vec4 copy of `len` floats.
+fn copy_peak_gbps(gpu: &Gpu, len: usize) -> Result<f64> {
+    let src = gpu.storage_buffer("bandwidth src", (len * 4) as u64)?;
+    let dst = gpu.storage_buffer("bandwidth dst", (len * 4) as u64)?;
+    let len4 = len.div_ceil(4);
+    let d = crate::ops::launch(
+        gpu,
+        ("bandwidth_peak", "main"),
+        &Params::default().u(len4).padded(4),
+        &[(1, &src), (2, &dst)],
+        crate::ops::per_element(len4),
+    )?;
+    let seconds = time_dispatch(gpu, &d)?;
+    Ok((2 * len4 * 16) as f64 / seconds / 1e9)
+}
+
+/// GB/s of the memory-bound kernels that dominate a training step (element-wise, batch norm)
+/// on an activation of `shape` [N, C, H, W], beside a plain copy of it.
+pub fn memory_report(gpu: &Arc<Gpu>, shape: [usize; 4]) -> Result<MemoryReport> {
+    let len: usize = shape.iter().product();
+    let c = shape[1];
+    let tensor = (len * 4) as u64;
+    // (kernel, tensor-sized operands read and written, the graph of the one op).
+    type Build = fn(&mut Graph, &[usize], usize) -> TensorId;
+    let cases: [(&str, u64, Build); 6] = [
+        ("add", 3, |g, s, _| {
+            let (a, b) = (g.input("a", s), g.input("b", s));
+            g.add(a, b)
+        }),
+        ("relu", 2, |g, s, _| {
+            let x = g.input("x", s);
+            g.apply(Relu, &[x])
+        }),
+        ("batch norm: normalise", 2, |g, s, c| {
+            let x = g.input("x", s);
+            let stats: Vec<TensorId> = (0..4).map(|i| g.input(&format!("s{i}"), &[c])).collect();
+            let bn = BnApply {
+                eps: 1e-5,
+                batch_stats: false,
+            };
+            g.apply(bn, &[x, stats[0], stats[1], stats[2], stats[3]])
+        }),
+        ("batch norm: input gradient", 3, |g, s, c| {
+            let (dy, x) = (g.input("dy", s), g.input("x", s));
+            let stats: Vec<TensorId> = (0..5).map(|i| g.input(&format!("s{i}"), &[c])).collect();
+            let inputs = [&[dy, x][..], &stats[..]].concat();
+            g.apply(BnBatchStatsGrad { eps: 1e-5 }, &inputs)
+        }),
+        ("batch norm: channel sum", 1, |g, s, _| {
+            let x = g.input("x", s);
+            g.apply(ChannelSum { scale: 1.0 }, &[x])
+        }),
+        ("batch norm: centred variance", 1, |g, s, c| {
+            let (x, mean) = (g.input("x", s), g.input("mean", &[c]));
+            g.apply(CenteredVar, &[x, mean])
+        }),
+    ];
+    let mut results = Vec::new();
+    for (kernel, operands, build) in cases {
+        let mut g = Graph::new();
+        let out = build(&mut g, &shape, c);
+        let exe = Executable::new(gpu, &g, &[out])?;
+        let seconds = time_dispatch(gpu, exe.dispatches())?;
+        let bytes = operands * tensor;
+        results.push(MemoryResult {
+            kernel: kernel.into(),
+            bytes,
+            gbps: bytes as f64 / seconds / 1e9,
+        });
+    }
+    Ok(MemoryReport {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        shape: shape.to_vec(),
+        peak_gbps: copy_peak_gbps(gpu, len)?,
+        results,
+    })
+}
+
+impl MemoryReport {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "adapter: {} ({})\nactivation {:?}; copy peak {:.2} GB/s\n\n| kernel | MB moved | GB/s | % of copy |\n|---|---:|---:|---:|\n",
+            self.adapter, self.backend, self.shape, self.peak_gbps
+        );
+        for r in &self.results {
+            s.push_str(&format!(
+                "| {} | {:.1} | {:.2} | {:.0}% |\n",
+                r.kernel,
+                r.bytes as f64 / 1e6,
+                r.gbps,
+                100.0 * r.gbps / self.peak_gbps
             ));
         }
         s

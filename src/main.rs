@@ -173,6 +173,15 @@ enum BenchCommand {
         #[arg(long)]
         layer: Option<String>,
     },
+    /// GB/s of the element-wise and batch-norm kernels beside a plain copy, on one activation
+    Memory {
+        /// Print one JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+        /// The activation [N, C, H, W] (default: the quick preset's first layer at batch 128)
+        #[arg(long, num_args = 4, value_names = ["N", "C", "H", "W"], default_values_t = [128, 8, 28, 28])]
+        shape: Vec<usize>,
+    },
     /// Matmul GFLOP/s for square and BYOL-head shapes beside the adapter's FMA peak
     Matmul {
         /// Print one JSON object instead of a table
@@ -338,6 +347,14 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
                 &bench::augment_report(gpu, batch)?,
                 json,
                 bench::AugmentReport::table,
+            );
+        }
+        BenchCommand::Memory { json, shape } => {
+            let shape: [usize; 4] = shape.try_into().expect("clap takes four values");
+            print_report(
+                &bench::memory_report(gpu, shape)?,
+                json,
+                bench::MemoryReport::table,
             );
         }
         BenchCommand::Conv { json, batch, layer } => {

@@ -103,3 +103,28 @@ fn bench_matmul_json_has_the_documented_fields() {
         assert!(r["gflops"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn bench_memory_json_has_the_documented_fields() {
+    let out = byol()
+        .args(["bench", "memory", "--json", "--shape", "2", "3", "5", "7"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["adapter"].is_string() && v["backend"].is_string());
+    assert_eq!(v["shape"], serde_json::json!([2, 3, 5, 7]));
+    assert!(v["peak_gbps"].as_f64().unwrap() > 0.0);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    for r in results {
+        assert!(r["kernel"].is_string());
+        // Tensor-sized operands of 2 * 3 * 5 * 7 floats: 1 to 3 of them.
+        assert!([840, 1680, 2520].contains(&r["bytes"].as_u64().unwrap()));
+        assert!(r["gbps"].as_f64().unwrap() > 0.0);
+    }
+}

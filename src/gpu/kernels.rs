@@ -33,6 +33,7 @@ pub const SHADERS: &[ShaderSource] = &[
     shader!("pool", false),
     shader!("optim", false),
     shader!("fma_peak", true),
+    shader!("bandwidth_peak", false),
     shader!("augment", false),
     shader!("stats", false),
 ];
