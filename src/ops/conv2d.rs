@@ -256,12 +256,7 @@ pub fn dispatch_on(
             &gemm_subgroup::key(sg, kind, tile),
             &params.padded(24),
             &bindings,
-            groups(
-                m,
-                n,
-                tile.rows_per_workgroup(),
-                tile.columns_per_workgroup(sg),
-            ),
+            groups(m, n, tile.rows, tile.columns_per_workgroup(sg)),
         )
     };
     if pass == ConvPass::GradWeight && n < m {

@@ -50,11 +50,7 @@ impl Tile {
         }
     }
 
-    /// Rows of C per workgroup (one subgroup).
-    pub fn rows_per_workgroup(&self) -> usize {
-        self.rows
-    }
-
+    /// Columns of C per workgroup (one subgroup; its rows are `rows`).
     pub fn columns_per_workgroup(&self, subgroup_size: usize) -> usize {
         subgroup_size * self.col4 * 4
     }

@@ -98,7 +98,7 @@ impl MatmulKernel {
                 (
                     gemm_subgroup::key(sg, GemmKind::Matmul { trans_a, trans_b }, tile),
                     tile.columns_per_workgroup(sg),
-                    tile.rows_per_workgroup(),
+                    tile.rows,
                 )
             }
         };
