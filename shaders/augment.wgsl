@@ -34,6 +34,7 @@ const P_ORDER: u32 = 10u;
 const P_GRAY: u32 = 11u;
 const P_SIGMA: u32 = 12u;
 const P_SOLARIZE: u32 = 13u;
+const P_BRIGHTNESS_FACTOR: u32 = 14u;
 
 var<workgroup> partial: array<vec4<f32>, 256>;
 // The blur's normalised weights for offsets -radius..radius (radius <= MAX_RADIUS).
@@ -185,9 +186,11 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         for (var slot = 0u; slot < 4u; slot++) {
             let op = (flags.y >> (2u * slot)) & 3u;
             if (op == 0u) {
+                // factor x + delta: additive (factor 1) or multiplicative (delta 0).
                 let delta = prm[pb + P_BRIGHTNESS];
+                let factor = prm[pb + P_BRIGHTNESS_FACTOR];
                 for (var p = lid; p < plane; p += WG) {
-                    store_px(base, plane, p, clamp(load_px(base, plane, p) + delta, vec3<f32>(0.0), vec3<f32>(1.0)));
+                    store_px(base, plane, p, clamp(factor * load_px(base, plane, p) + delta, vec3<f32>(0.0), vec3<f32>(1.0)));
                 }
             } else if (op == 1u) {
                 var sum = vec3<f32>(0.0);

@@ -3,7 +3,8 @@
 // M = N * S elements per channel.
 // Bindings: 0 params {batch, channels, spatial, eps, scale}, 1..5 and 7..8 inputs as each entry
 // names them, 6 out.
-// Reductions (channel_*): one workgroup of 256 per channel; dispatch grid_1d(C).
+// Reductions (channel_*): one workgroup of 256 per channel, each lane's run summed by
+// cascade.wgsl (prepended), then a tree over the lanes; dispatch grid_1d(C).
 // Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)). Those
 // that read several per-channel values (bn_apply, bn_batch_stats_grad) compute RUN consecutive
 // elements each and read them again only where the run crosses into the next channel: on
@@ -66,13 +67,13 @@ fn reduce_partial(lid: u32) {
 fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = linear(wid, nwg);
     let m = p.batch * p.spatial;
-    var acc = 0.0;
+    var acc = cascade_new();
     if (c < p.channels) {
         for (var i = lid.x; i < m; i += 256u) {
-            acc += in1[element(c, i)];
+            cascade_add(&acc, in1[element(c, i)]);
         }
     }
-    partial[lid.x] = acc;
+    partial[lid.x] = cascade_total(acc);
     reduce_partial(lid.x);
     if (lid.x == 0u && c < p.channels) {
         out[c] = p.scale * partial[0];
@@ -84,15 +85,15 @@ fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn channel_centered_square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = linear(wid, nwg);
     let m = p.batch * p.spatial;
-    var acc = 0.0;
+    var acc = cascade_new();
     if (c < p.channels) {
         let mean = in2[c];
         for (var i = lid.x; i < m; i += 256u) {
             let d = in1[element(c, i)] - mean;
-            acc += d * d;
+            cascade_add(&acc, d * d);
         }
     }
-    partial[lid.x] = acc;
+    partial[lid.x] = cascade_total(acc);
     reduce_partial(lid.x);
     if (lid.x == 0u && c < p.channels) {
         out[c] = p.scale * partial[0];
@@ -104,17 +105,17 @@ fn channel_centered_square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
 fn channel_dot_normalized(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = linear(wid, nwg);
     let m = p.batch * p.spatial;
-    var acc = 0.0;
+    var acc = cascade_new();
     var istd = 0.0;
     if (c < p.channels) {
         let mean = in3[c];
         istd = inv_std(c, in4[c]);
         for (var i = lid.x; i < m; i += 256u) {
             let e = element(c, i);
-            acc += in1[e] * (in2[e] - mean);
+            cascade_add(&acc, in1[e] * (in2[e] - mean));
         }
     }
-    partial[lid.x] = acc;
+    partial[lid.x] = cascade_total(acc);
     reduce_partial(lid.x);
     if (lid.x == 0u && c < p.channels) {
         out[c] = partial[0] * istd;

@@ -4,7 +4,8 @@
 // apply_update the momentum buffer, for ema_target the online parameter), 2 g (gradient),
 // 3 norms ([sum w^2, sum u^2, sum g^2]) or the schedule ([lr, tau]), 4 out (updated in place: the
 // momentum buffer, or the parameter).
-// squared_norms: one workgroup of 256 over the tensor; dispatch (1, 1, 1).
+// squared_norms: one workgroup of 256 over the tensor, each lane's run summed by cascade.wgsl
+// (prepended); dispatch (1, 1, 1).
 // Others: one invocation per element; dispatch grid_1d(ceil(n / 256)), linear workgroup index
 // wid.x + wid.y * num_workgroups.x.
 
@@ -35,12 +36,16 @@ fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
 // out = [sum w^2, sum u^2, sum g^2] with u = g + weight_decay * w.
 @compute @workgroup_size(256, 1, 1)
 fn squared_norms(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var acc = vec3<f32>(0.0);
+    var ww = cascade_new();
+    var uu = cascade_new();
+    var gg = cascade_new();
     for (var i = lid.x; i < p.n; i += 256u) {
         let u = g[i] + p.weight_decay * w[i];
-        acc += vec3<f32>(w[i] * w[i], u * u, g[i] * g[i]);
+        cascade_add(&ww, w[i] * w[i]);
+        cascade_add(&uu, u * u);
+        cascade_add(&gg, g[i] * g[i]);
     }
-    partial[lid.x] = acc;
+    partial[lid.x] = vec3<f32>(cascade_total(ww), cascade_total(uu), cascade_total(gg));
     workgroupBarrier();
     for (var stride = 128u; stride > 0u; stride >>= 1u) {
         if (lid.x < stride) {

@@ -4,7 +4,7 @@
 mod common;
 
 use byol_wgpu::augment::{
-    draw, reference, step_rng, Augmenter, JitterOp, ViewDistribution, ViewParams,
+    draw, reference, step_rng, Augmenter, Brightness, JitterOp, ViewDistribution, ViewParams,
 };
 use byol_wgpu::data::{Image, Normalization};
 use rand::{Rng, SeedableRng};
@@ -86,6 +86,17 @@ fn every_op_params(width: usize, height: usize) -> Vec<ViewParams> {
             grayscale: true,
             ..jitter([Saturation, Brightness, Hue, Contrast])
         },
+        // torchvision's multiplicative brightness instead of the additive delta.
+        ViewParams {
+            brightness: 0.0,
+            brightness_factor: 1.35,
+            ..jitter([Brightness, Hue, Contrast, Saturation])
+        },
+        ViewParams {
+            brightness: 0.0,
+            brightness_factor: 0.7,
+            ..jitter([Contrast, Brightness, Saturation, Hue])
+        },
         ViewParams {
             blur_sigma: 1.7,
             ..id
@@ -106,7 +117,7 @@ fn every_op_params(width: usize, height: usize) -> Vec<ViewParams> {
 
 #[test]
 fn every_op_matches_the_reference_rgb() {
-    let images: Vec<Image> = (0..10).map(|s| random_image(20, 17, 3, s)).collect();
+    let images: Vec<Image> = (0..12).map(|s| random_image(20, 17, 3, s)).collect();
     let params = every_op_params(20, 17);
     // 32 px: a 3-tap blur; 48 px: 5 taps.
     check_against_reference(&images, &params, 32, 3);
@@ -115,7 +126,7 @@ fn every_op_matches_the_reference_rgb() {
 
 #[test]
 fn every_op_matches_the_reference_grayscale() {
-    let images: Vec<Image> = (0..10).map(|s| random_image(28, 28, 1, 100 + s)).collect();
+    let images: Vec<Image> = (0..12).map(|s| random_image(28, 28, 1, 100 + s)).collect();
     check_against_reference(&images, &every_op_params(28, 28), 28, 1);
 }
 
@@ -243,6 +254,39 @@ fn sampled_parameters_follow_the_table() {
     }
     let no_blur = ViewDistribution::t().without_blur();
     assert!((0..1000).all(|_| no_blur.sample(&mut rng, 32, 32).blur_sigma == 0.0));
+}
+
+#[test]
+fn the_small_image_recipe_sets_the_crop_floor_and_the_brightness_mode() {
+    let n = 20_000;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let dist = ViewDistribution::t().with_recipe(0.3, Brightness::Multiplicative);
+    let draws: Vec<ViewParams> = (0..n).map(|_| dist.sample(&mut rng, 224, 224)).collect();
+    let areas: Vec<f64> = draws
+        .iter()
+        .map(|p| f64::from(p.crop[2] * p.crop[3]) / (224.0 * 224.0))
+        .collect();
+    assert!(areas.iter().all(|&a| a >= 0.29), "a crop below the floor");
+    let mean_area = areas.iter().sum::<f64>() / n as f64;
+    // Uniform over [0.3, 1] would average 0.65; large areas whose ratio does not fit the
+    // image are drawn again, which lowers it (0.59 measured).
+    assert!(
+        (0.55..0.64).contains(&mean_area),
+        "mean crop area {mean_area}"
+    );
+    assert!(draws
+        .iter()
+        .all(|p| p.brightness == 0.0 && (0.6..=1.4).contains(&p.brightness_factor)));
+    let spread = draws
+        .iter()
+        .filter(|p| (p.brightness_factor - 1.0).abs() > 0.3)
+        .count();
+    assert_rate("multiplicative brightness beyond 0.3", spread, n, 0.25);
+    let additive = ViewDistribution::t();
+    assert!((0..1000).all(|_| {
+        let p = additive.sample(&mut rng, 32, 32);
+        p.brightness_factor == 1.0 && p.brightness.abs() <= 0.4
+    }));
 }
 
 #[test]

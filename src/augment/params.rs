@@ -29,8 +29,10 @@ pub struct ViewParams {
     pub flip: bool,
     /// Whether colour jitter applies; its four draws below are used only then.
     pub jitter: bool,
-    /// Additive brightness delta.
+    /// Brightness: x -> brightness_factor x + brightness (the factor is 1 for the reference
+    /// code's additive delta, the delta 0 for torchvision's multiplicative factor).
     pub brightness: f32,
+    pub brightness_factor: f32,
     /// Contrast factor around each channel's mean.
     pub contrast: f32,
     /// Saturation factor (HSV).
@@ -56,6 +58,7 @@ impl ViewParams {
             flip: false,
             jitter: false,
             brightness: 0.0,
+            brightness_factor: 1.0,
             contrast: 1.0,
             saturation: 1.0,
             hue: 0.0,
@@ -108,10 +111,22 @@ impl ViewParams {
             b(self.grayscale),
             self.blur_sigma,
             b(self.solarize),
-            0.0,
+            self.brightness_factor,
             0.0,
         ]
     }
+}
+
+/// How colour jitter changes brightness by a draw d in [-b, b].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Brightness {
+    /// x + d, as the BYOL reference code: lifts a black background to grey.
+    Additive,
+    /// (1 + d) x, as torchvision's ColorJitter: black stays black.
+    Multiplicative,
 }
 
 /// One column of SPEC.md's table: the probabilities and ranges of a view distribution.
@@ -122,6 +137,7 @@ pub struct ViewDistribution {
     pub flip_p: f64,
     pub jitter_p: f64,
     pub brightness: f32,
+    pub brightness_mode: Brightness,
     pub contrast: f32,
     pub saturation: f32,
     pub hue: f32,
@@ -140,6 +156,7 @@ impl ViewDistribution {
             flip_p: 0.5,
             jitter_p: 0.8,
             brightness: 0.4,
+            brightness_mode: Brightness::Additive,
             contrast: 0.4,
             saturation: 0.2,
             hue: 0.1,
@@ -167,6 +184,16 @@ impl ViewDistribution {
         }
     }
 
+    /// The same distribution with crops of at least `crop_min_scale` of the image's area and
+    /// brightness changed as `mode` says (the recipe for small grayscale images).
+    pub fn with_recipe(self, crop_min_scale: f64, mode: Brightness) -> Self {
+        Self {
+            crop_area: (crop_min_scale, self.crop_area.1),
+            brightness_mode: mode,
+            ..self
+        }
+    }
+
     /// Draws one view's parameters for a `width` x `height` source image.
     pub fn sample(&self, rng: &mut impl Rng, width: usize, height: usize) -> ViewParams {
         let crop = self.sample_crop(rng, width, height);
@@ -179,7 +206,11 @@ impl ViewDistribution {
                 0.0
             }
         };
-        let brightness = sym(rng, self.brightness);
+        let delta = sym(rng, self.brightness);
+        let (brightness, brightness_factor) = match self.brightness_mode {
+            Brightness::Additive => (delta, 1.0),
+            Brightness::Multiplicative => (0.0, 1.0 + delta),
+        };
         let contrast = 1.0 + sym(rng, self.contrast);
         let saturation = 1.0 + sym(rng, self.saturation);
         let hue = sym(rng, self.hue);
@@ -194,6 +225,7 @@ impl ViewDistribution {
             flip,
             jitter,
             brightness,
+            brightness_factor,
             contrast,
             saturation,
             hue,

@@ -81,8 +81,10 @@ pub fn augment(
         for op in p.order {
             match op {
                 JitterOp::Brightness => {
-                    x.iter_mut()
-                        .for_each(|v| *v = (*v + f64::from(p.brightness)).clamp(0.0, 1.0));
+                    x.iter_mut().for_each(|v| {
+                        let (f, d) = (f64::from(p.brightness_factor), f64::from(p.brightness));
+                        *v = (f * *v + d).clamp(0.0, 1.0)
+                    });
                 }
                 JitterOp::Contrast => {
                     for c in 0..channels {

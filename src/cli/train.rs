@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use byol_wgpu::augment::Brightness;
 use byol_wgpu::byol::TargetInit;
 use byol_wgpu::gpu::Gpu;
 use byol_wgpu::nn::Stem;
@@ -91,6 +92,13 @@ pub struct TrainArgs {
     /// Gaussian blur in the views: on or off
     #[arg(long)]
     blur: Option<bool>,
+    /// The smallest random crop, as a fraction of the image's area, in (0, 1]
+    #[arg(long)]
+    crop_min_scale: Option<f64>,
+    /// Colour jitter's brightness: additive (x + d, the paper's code) or multiplicative
+    /// ((1 + d) x, torchvision's)
+    #[arg(long, value_enum)]
+    brightness: Option<Brightness>,
     /// Train without the predictor (an ablation)
     #[arg(long)]
     no_predictor: bool,
@@ -153,6 +161,8 @@ impl TrainArgs {
             momentum,
             tau_base,
             blur,
+            crop_min_scale,
+            brightness,
             target_init,
             seed,
             checkpoint_every,

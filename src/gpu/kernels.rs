@@ -21,17 +21,28 @@ macro_rules! shader {
             unchecked: $unchecked,
         }
     };
+    // A shader that sums long runs: shaders/cascade.wgsl goes in front of it.
+    ($name:literal, $unchecked:expr, cascade) => {
+        ShaderSource {
+            name: $name,
+            source: concat!(
+                include_str!("../../shaders/cascade.wgsl"),
+                include_str!(concat!("../../shaders/", $name, ".wgsl"))
+            ),
+            unchecked: $unchecked,
+        }
+    };
 }
 
 pub const SHADERS: &[ShaderSource] = &[
     shader!("gemm_tiled", true),
     shader!("matmul_vec4", true),
     shader!("elementwise", false),
-    shader!("reduce", false),
+    shader!("reduce", false, cascade),
     shader!("rownorm", false),
-    shader!("batchnorm", false),
+    shader!("batchnorm", false, cascade),
     shader!("pool", false),
-    shader!("optim", false),
+    shader!("optim", false, cascade),
     shader!("fma_peak", true),
     shader!("bandwidth_peak", false),
     shader!("augment", false),

@@ -84,6 +84,11 @@ impl Graph {
         &self.nodes
     }
 
+    /// Every tensor of the graph, in execution order.
+    pub fn ids(&self) -> impl Iterator<Item = TensorId> {
+        (0..self.nodes.len()).map(TensorId)
+    }
+
     pub fn node(&self, t: TensorId) -> &Node {
         &self.nodes[t.0]
     }

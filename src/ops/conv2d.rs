@@ -479,12 +479,19 @@ pub struct Conv2dGradWeight {
     pub splits: usize,
 }
 
+/// The longest K chunk of a weight gradient: each output's serial sum runs over one chunk, and
+/// the chunks' partial sums are added by the cascaded sum over axis 0, so the rounding error
+/// stays that of MAX_WEIGHT_GRAD_CHUNK terms however large the batch and the image.
+pub const MAX_WEIGHT_GRAD_CHUNK: usize = 2048;
+
 /// K chunks for a weight gradient: a few output tiles over a long K would otherwise run as a
-/// few workgroups; aim for 32, with chunks of at least 1024.
+/// few workgroups, so aim for 32 with chunks of at least 1024; and no chunk is longer than
+/// MAX_WEIGHT_GRAD_CHUNK.
 pub fn weight_grad_splits(g: &ConvGeometry) -> usize {
     let (m, n, k) = g.gemm(ConvPass::GradWeight);
     let tiles = m.div_ceil(64) * n.div_ceil(64);
-    (k / 1024).min(32usize.div_ceil(tiles)).max(1)
+    let for_occupancy = (k / 1024).min(32usize.div_ceil(tiles));
+    for_occupancy.max(k.div_ceil(MAX_WEIGHT_GRAD_CHUNK)).max(1)
 }
 
 impl Op for Conv2dGradWeight {

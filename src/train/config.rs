@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::augment::Brightness;
 use crate::byol::{ByolNets, TargetInit};
 use crate::nn::{ResNetConfig, Stem};
 use crate::optim::Lars;
@@ -42,6 +43,13 @@ pub struct TrainConfig {
     pub tau: Option<f64>,
     /// Gaussian blur in the views (off for tiny images).
     pub blur: bool,
+    /// The smallest crop, as a fraction of the image's area (the paper: 0.08).
+    #[serde(default = "paper_crop_min_scale")]
+    pub crop_min_scale: f64,
+    /// Colour jitter's brightness: additive (the paper's reference code) or multiplicative
+    /// (torchvision's).
+    #[serde(default = "paper_brightness")]
+    pub brightness: Brightness,
     /// The predictor (off: the no-predictor ablation).
     pub predictor: bool,
     pub target_init: TargetInit,
@@ -59,6 +67,14 @@ pub struct TrainConfig {
 
 fn enabled() -> bool {
     true
+}
+
+fn paper_crop_min_scale() -> f64 {
+    0.08
+}
+
+fn paper_brightness() -> Brightness {
+    Brightness::Additive
 }
 
 pub const PRESETS: [&str; 8] = [
@@ -96,6 +112,8 @@ impl TrainConfig {
             tau_base: 0.996,
             tau: None,
             blur: true,
+            crop_min_scale: paper_crop_min_scale(),
+            brightness: paper_brightness(),
             predictor: true,
             target_init: TargetInit::Copy,
             online_probe: true,

@@ -142,6 +142,12 @@ impl Trainer {
 
     fn build(gpu: &Arc<Gpu>, mut state: TrainState, out: &Path) -> Result<Self> {
         let config = state.config.clone();
+        if !(config.crop_min_scale > 0.0 && config.crop_min_scale <= 1.0) {
+            return Err(Error::Config(format!(
+                "crop_min_scale {} is outside (0, 1]",
+                config.crop_min_scale
+            )));
+        }
         let dataset = open_dataset(&config, Split::Train)?;
         let side = view_side(&config, dataset.as_ref());
         let channels = dataset.channels();
@@ -193,14 +199,14 @@ impl Trainer {
             max_side,
             &[exe.input_buffer(step.view1)?, exe.input_buffer(step.view2)?],
         )?;
-        let views = if config.blur {
-            [ViewDistribution::t(), ViewDistribution::t_prime()]
-        } else {
-            [
-                ViewDistribution::t().without_blur(),
-                ViewDistribution::t_prime().without_blur(),
-            ]
-        };
+        let views = [ViewDistribution::t(), ViewDistribution::t_prime()].map(|v| {
+            let v = v.with_recipe(config.crop_min_scale, config.brightness);
+            if config.blur {
+                v
+            } else {
+                v.without_blur()
+            }
+        });
         let lr = LrSchedule {
             base: config.peak_lr(),
             warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as u64,
