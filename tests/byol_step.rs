@@ -1,4 +1,4 @@
-//! Two BYOL steps against PyTorch (../shared/fixtures/byol_step.safetensors): the losses, every
+//! Two BYOL steps against PyTorch (tests/fixtures/byol_step.safetensors): the losses, every
 //! online gradient, and every online and target tensor (parameters, batch-norm statistics)
 //! after each step; and bit-identical repeats.
 
@@ -14,7 +14,7 @@ use common::{assert_close, gpu};
 
 fn fixture() -> Weights {
     load_safetensors(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/byol_step.safetensors"),
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/byol_step.safetensors"),
     )
     .unwrap()
 }

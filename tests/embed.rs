@@ -10,7 +10,7 @@ use byol_wgpu::nn::load_safetensors;
 use common::assert_close;
 
 fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/resnet_forward.safetensors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet_forward.safetensors")
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -1,4 +1,4 @@
-//! The ResNet encoder against PyTorch (../shared/fixtures/resnet_forward.safetensors): inference
+//! The ResNet encoder against PyTorch (tests/fixtures/resnet_forward.safetensors): inference
 //! output, training output, every gradient, and the running statistics after the training pass.
 
 mod common;
@@ -14,7 +14,7 @@ use common::{assert_close, gpu};
 
 fn fixture() -> Weights {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/resnet_forward.safetensors");
+        .join("tests/fixtures/resnet_forward.safetensors");
     load_safetensors(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -193,7 +193,7 @@ fn a_truncated_file_is_a_clear_error() {
     let path = dir.join("broken.safetensors");
     let bytes = std::fs::read(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/resnet_forward.safetensors"),
+            .join("tests/fixtures/resnet_forward.safetensors"),
     )
     .unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
