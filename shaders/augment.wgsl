@@ -35,6 +35,7 @@ const P_GRAY: u32 = 11u;
 const P_SIGMA: u32 = 12u;
 const P_SOLARIZE: u32 = 13u;
 const P_BRIGHTNESS_FACTOR: u32 = 14u;
+const P_BILINEAR: u32 = 15u;
 
 var<workgroup> partial: array<vec4<f32>, 256>;
 // The blur's normalised weights for offsets -radius..radius (radius <= MAX_RADIUS).
@@ -54,6 +55,18 @@ fn cubic(t_in: f32) -> f32 {
         return ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a;
     }
     return 0.0;
+}
+
+// The bilinear kernel (the tent): with the same 4 x 4 taps it resamples as bilinear does.
+fn tent(t: f32) -> f32 {
+    return max(1.0 - abs(t), 0.0);
+}
+
+fn resample_weight(t: f32, bilinear: bool) -> f32 {
+    if (bilinear) {
+        return tent(t);
+    }
+    return cubic(t);
 }
 
 fn texel(base: u32, width: u32, x: u32, y: u32) -> vec3<f32> {
@@ -150,12 +163,13 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     }
     let flags = workgroupUniformLoad(&shared_flags);
 
-    // Random resized crop with bicubic resampling, and the flip.
+    // Random resized crop with bicubic (or bilinear) resampling, and the flip.
     let x0 = prm[pb + P_CROP];
     let y0 = prm[pb + P_CROP + 1u];
     let cw = prm[pb + P_CROP + 2u];
     let ch = prm[pb + P_CROP + 3u];
     let flip = prm[pb + P_FLIP] > 0.5;
+    let bilinear = prm[pb + P_BILINEAR] > 0.5;
     let sx = cw / f32(side);
     let sy = ch / f32(side);
     for (var p = lid; p < plane; p += WG) {
@@ -170,10 +184,10 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         let iv = floor(fv);
         var acc = vec3<f32>(0.0);
         for (var j = -1; j <= 2; j++) {
-            let wy = cubic(fv - (iv + f32(j)));
+            let wy = resample_weight(fv - (iv + f32(j)), bilinear);
             let yy = u32(clamp(i32(iv) + j, 0, i32(ch) - 1)) + u32(y0);
             for (var i = -1; i <= 2; i++) {
-                let wx = cubic(fu - (iu + f32(i)));
+                let wx = resample_weight(fu - (iu + f32(i)), bilinear);
                 let xx = u32(clamp(i32(iu) + i, 0, i32(cw) - 1)) + u32(x0);
                 acc += wx * wy * texel(src_base, src_w, xx, yy);
             }

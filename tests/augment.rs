@@ -4,7 +4,8 @@
 mod common;
 
 use byol_wgpu::augment::{
-    draw, reference, step_rng, Augmenter, Brightness, JitterOp, ViewDistribution, ViewParams,
+    draw, reference, step_rng, Augmenter, Brightness, Interpolation, JitterOp, ViewDistribution,
+    ViewParams,
 };
 use byol_wgpu::data::{Image, Normalization};
 use rand::{Rng, SeedableRng};
@@ -93,6 +94,12 @@ fn every_op_params(width: usize, height: usize) -> Vec<ViewParams> {
             ..jitter([Brightness, Hue, Contrast, Saturation])
         },
         ViewParams {
+            crop: [2, 3, 11, 9],
+            bilinear: true,
+            flip: true,
+            ..id
+        },
+        ViewParams {
             brightness: 0.0,
             brightness_factor: 0.7,
             ..jitter([Contrast, Brightness, Saturation, Hue])
@@ -117,7 +124,7 @@ fn every_op_params(width: usize, height: usize) -> Vec<ViewParams> {
 
 #[test]
 fn every_op_matches_the_reference_rgb() {
-    let images: Vec<Image> = (0..12).map(|s| random_image(20, 17, 3, s)).collect();
+    let images: Vec<Image> = (0..13).map(|s| random_image(20, 17, 3, s)).collect();
     let params = every_op_params(20, 17);
     // 32 px: a 3-tap blur; 48 px: 5 taps.
     check_against_reference(&images, &params, 32, 3);
@@ -126,7 +133,7 @@ fn every_op_matches_the_reference_rgb() {
 
 #[test]
 fn every_op_matches_the_reference_grayscale() {
-    let images: Vec<Image> = (0..12).map(|s| random_image(28, 28, 1, 100 + s)).collect();
+    let images: Vec<Image> = (0..13).map(|s| random_image(28, 28, 1, 100 + s)).collect();
     check_against_reference(&images, &every_op_params(28, 28), 28, 1);
 }
 
@@ -260,7 +267,8 @@ fn sampled_parameters_follow_the_table() {
 fn the_small_image_recipe_sets_the_crop_floor_and_the_brightness_mode() {
     let n = 20_000;
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let dist = ViewDistribution::t().with_recipe(0.3, Brightness::Multiplicative);
+    let dist =
+        ViewDistribution::t().with_recipe(0.3, Interpolation::Bilinear, Brightness::Multiplicative);
     let draws: Vec<ViewParams> = (0..n).map(|_| dist.sample(&mut rng, 224, 224)).collect();
     let areas: Vec<f64> = draws
         .iter()
@@ -285,7 +293,7 @@ fn the_small_image_recipe_sets_the_crop_floor_and_the_brightness_mode() {
     let additive = ViewDistribution::t();
     assert!((0..1000).all(|_| {
         let p = additive.sample(&mut rng, 32, 32);
-        p.brightness_factor == 1.0 && p.brightness.abs() <= 0.4
+        p.brightness_factor == 1.0 && p.brightness.abs() <= 0.4 && !p.bilinear
     }));
 }
 

@@ -3,9 +3,14 @@
 
 mod common;
 
+use byol_wgpu::graph::Graph;
+use byol_wgpu::nn::{Layers, Mode};
 use byol_wgpu::ops::conv2d::{self, ConvKernels, ConvPass};
 use byol_wgpu::ops::{Conv2d, Conv2dGradInput, Conv2dGradWeight, ConvGeometry, HostTensor, Op};
+use byol_wgpu::train::TrainConfig;
 use common::{assert_close, gpu, random};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 fn geometry(
     batch: usize,
@@ -53,6 +58,102 @@ fn buffer(len: usize, data: Option<&[f32]>) -> wgpu::Buffer {
     b
 }
 
+/// Output elements checked per pass when the full f64 reference would be too slow.
+const SAMPLES: usize = 1500;
+
+/// Convolutions whose full reference takes more multiply-adds than this are checked on
+/// SAMPLES output elements instead.
+const FULL_REFERENCE_MACS: usize = 150_000_000;
+
+/// The reference of one output element of `pass` (for weight gradients, element `index` of
+/// the [splits, Co, Ci, Kh, Kw] partial sums).
+fn reference_at(
+    pass: ConvPass,
+    g: &ConvGeometry,
+    (x, w, dy): (&[f32], &[f32], &[f32]),
+    splits: usize,
+    index: usize,
+) -> f64 {
+    let (ho, wo) = (g.ho(), g.wo());
+    let xi = |n: usize, c: usize, y: usize, xx: usize| ((n * g.ci + c) * g.h + y) * g.w + xx;
+    let wi = |co: usize, c: usize, ky: usize, kx: usize| ((co * g.ci + c) * g.kh + ky) * g.kw + kx;
+    let yi = |n: usize, co: usize, oy: usize, ox: usize| ((n * g.co + co) * ho + oy) * wo + ox;
+    let mut acc = 0.0;
+    match pass {
+        ConvPass::Forward => {
+            let (n, co, oy, ox) = (
+                index / (g.co * ho * wo),
+                index / (ho * wo) % g.co,
+                index / wo % ho,
+                index % wo,
+            );
+            for c in 0..g.ci {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let (y, xx) = (
+                            (oy * g.stride + ky).wrapping_sub(g.pad),
+                            (ox * g.stride + kx).wrapping_sub(g.pad),
+                        );
+                        if y < g.h && xx < g.w {
+                            acc += f64::from(x[xi(n, c, y, xx)]) * f64::from(w[wi(co, c, ky, kx)]);
+                        }
+                    }
+                }
+            }
+        }
+        ConvPass::GradInput => {
+            let (n, c, y, xx) = (
+                index / (g.ci * g.h * g.w),
+                index / (g.h * g.w) % g.ci,
+                index / g.w % g.h,
+                index % g.w,
+            );
+            for co in 0..g.co {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let (sy, sx) = (y + g.pad, xx + g.pad);
+                        if sy < ky
+                            || sx < kx
+                            || (sy - ky) % g.stride != 0
+                            || (sx - kx) % g.stride != 0
+                        {
+                            continue;
+                        }
+                        let (oy, ox) = ((sy - ky) / g.stride, (sx - kx) / g.stride);
+                        if oy < ho && ox < wo {
+                            acc +=
+                                f64::from(dy[yi(n, co, oy, ox)]) * f64::from(w[wi(co, c, ky, kx)]);
+                        }
+                    }
+                }
+            }
+        }
+        ConvPass::GradWeight => {
+            let weights = g.co * g.ci * g.kh * g.kw;
+            let (split, e) = (index / weights, index % weights);
+            let (co, c, ky, kx) = (
+                e / (g.ci * g.kh * g.kw),
+                e / (g.kh * g.kw) % g.ci,
+                e / g.kw % g.kh,
+                e % g.kw,
+            );
+            let k = g.batch * ho * wo;
+            let chunk = k.div_ceil(splits);
+            for kk in split * chunk..((split + 1) * chunk).min(k) {
+                let (n, oy, ox) = (kk / (ho * wo), kk / wo % ho, kk % wo);
+                let (y, xx) = (
+                    (oy * g.stride + ky).wrapping_sub(g.pad),
+                    (ox * g.stride + kx).wrapping_sub(g.pad),
+                );
+                if y < g.h && xx < g.w {
+                    acc += f64::from(x[xi(n, c, y, xx)]) * f64::from(dy[yi(n, co, oy, ox)]);
+                }
+            }
+        }
+    }
+    acc
+}
+
 fn check(kernels: ConvKernels, g: &ConvGeometry) {
     let gpu = gpu();
     let x_shape = [g.batch, g.ci, g.h, g.w];
@@ -77,34 +178,14 @@ fn check(kernels: ConvKernels, g: &ConvGeometry) {
         ConvPass::GradInput => g.co * taps,
         ConvPass::GradWeight => (g.batch * g.ho() * g.wo()).div_ceil(splits),
     };
+    let sampled = g.macs() > FULL_REFERENCE_MACS;
     for pass in [ConvPass::Forward, ConvPass::GradInput, ConvPass::GradWeight] {
-        let (want, a, b) = match pass {
-            ConvPass::Forward => (
-                Conv2d {
-                    stride: g.stride,
-                    pad: g.pad,
-                }
-                .reference(&[&host(&x_shape, &x), &host(&w_shape, &w)]),
-                &wb,
-                &xb,
-            ),
-            ConvPass::GradInput => (
-                Conv2dGradInput { geometry: *g }
-                    .reference(&[&host(&y_shape, &dy), &host(&w_shape, &w)]),
-                &wb,
-                &dyb,
-            ),
-            ConvPass::GradWeight => (
-                Conv2dGradWeight {
-                    geometry: *g,
-                    splits,
-                }
-                .reference(&[&host(&x_shape, &x), &host(&y_shape, &dy)]),
-                &dyb,
-                &xb,
-            ),
+        let (len, a, b) = match pass {
+            ConvPass::Forward => (numel(&y_shape), &wb, &xb),
+            ConvPass::GradInput => (numel(&x_shape), &wb, &dyb),
+            ConvPass::GradWeight => (splits * numel(&w_shape), &dyb, &xb),
         };
-        let out = buffer(want.data.len(), None);
+        let out = buffer(len, None);
         let pass_splits = if pass == ConvPass::GradWeight {
             splits
         } else {
@@ -113,12 +194,82 @@ fn check(kernels: ConvKernels, g: &ConvGeometry) {
         let launches = conv2d::dispatch_on(kernels, &gpu, pass, g, pass_splits, (a, b, &out))
             .unwrap_or_else(|e| panic!("{kernels:?} {pass:?} {g:?}: {e}"));
         gpu.run(&launches).unwrap();
-        let got = gpu.read_f32(&out, want.data.len()).unwrap();
+        let got = gpu.read_f32(&out, len).unwrap();
         // Sums of K products of values in [-1, 1]: the f32 rounding grows like sqrt(K).
         let k = k_of(pass) as f64;
         let what = format!("{kernels:?} {pass:?} {g:?}");
+        if sampled {
+            // Every element of the first and last rows of the output, and a seeded spread.
+            let mut rng = ChaCha8Rng::seed_from_u64(len as u64);
+            let picks: Vec<usize> = (0..64.min(len))
+                .chain((len.saturating_sub(64))..len)
+                .chain((0..SAMPLES).map(|_| rng.random_range(0..len)))
+                .collect();
+            let want: Vec<f64> = picks
+                .iter()
+                .map(|&i| reference_at(pass, g, (&x, &w, &dy), pass_splits, i))
+                .collect();
+            let have: Vec<f32> = picks.iter().map(|&i| got[i]).collect();
+            assert_close(
+                &format!("{what}, sampled"),
+                &have,
+                &want,
+                1e-5 * k.sqrt(),
+                1e-5,
+            );
+            continue;
+        }
+        let want = match pass {
+            ConvPass::Forward => Conv2d {
+                stride: g.stride,
+                pad: g.pad,
+            }
+            .reference(&[&host(&x_shape, &x), &host(&w_shape, &w)]),
+            ConvPass::GradInput => Conv2dGradInput { geometry: *g }
+                .reference(&[&host(&y_shape, &dy), &host(&w_shape, &w)]),
+            ConvPass::GradWeight => Conv2dGradWeight {
+                geometry: *g,
+                splits,
+            }
+            .reference(&[&host(&x_shape, &x), &host(&y_shape, &dy)]),
+        };
         assert_close(&what, &got, &want.data, 1e-5 * k.sqrt(), 1e-5);
     }
+}
+
+/// The distinct convolutions of a preset's encoder, read off the graph it trains.
+fn preset_layers(preset: &str, in_channels: usize, side: usize) -> Vec<ConvGeometry> {
+    let config = TrainConfig::preset(preset).unwrap();
+    let encoder = config.nets(in_channels).unwrap().encoder;
+    let mut graph = Graph::new();
+    let x = graph.input("views", &[config.batch, in_channels, side, side]);
+    let mut layers = Layers::new(&mut graph, Mode::Train, "");
+    encoder.build(&mut layers, x);
+    let mut out: Vec<ConvGeometry> = Vec::new();
+    for t in graph.ids() {
+        let node = graph.node(t);
+        let Some(rest) = node.name.strip_prefix("conv2d(stride=") else {
+            continue;
+        };
+        let (stride, pad) = rest.trim_end_matches(')').split_once(", pad=").unwrap();
+        let (xs, ws) = (graph.shape(node.inputs()[0]), graph.shape(node.inputs()[1]));
+        let g = ConvGeometry {
+            batch: xs[0],
+            ci: xs[1],
+            h: xs[2],
+            w: xs[3],
+            co: ws[0],
+            kh: ws[2],
+            kw: ws[3],
+            stride: stride.parse().unwrap(),
+            pad: pad.parse().unwrap(),
+        };
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    assert!(out.len() >= 8, "{preset}: {} convolutions", out.len());
+    out
 }
 
 #[test]
@@ -140,4 +291,86 @@ fn every_kernel_family_matches_the_reference_in_every_pass() {
             check(kernels, &g);
         }
     }
+}
+
+fn families() -> Vec<ConvKernels> {
+    let gpu = gpu();
+    [ConvKernels::Tiled, ConvKernels::Subgroup]
+        .into_iter()
+        .filter(|k| k.available(&gpu))
+        .collect()
+}
+
+/// The kernels the adapter picks (`ConvKernels::choose`) at every layer of the presets that
+/// train on small images, at their real batch sizes: tiny (16), quick (128) on 1 x 28 x 28 and
+/// small (256) on 3 x 32 x 32. The other family runs the same layers at batch 16 (on a
+/// software adapter the tiled GEMM is slow; its grid grows with the batch, its code path does
+/// not).
+#[test]
+fn every_layer_of_the_small_image_presets_at_their_batch() {
+    let chosen = ConvKernels::choose(&gpu());
+    for (preset, channels, side) in [("tiny", 1, 28), ("quick", 1, 28), ("small", 3, 32)] {
+        for g in preset_layers(preset, channels, side) {
+            check(chosen, &g);
+            for other in families().into_iter().filter(|&k| k != chosen) {
+                check(
+                    other,
+                    &ConvGeometry {
+                        batch: g.batch.min(16),
+                        ..g
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Seeded random geometries: odd sides, every kernel size and stride the encoders use and
+/// more, channel counts across tile edges, long weight gradients that split K into chunks
+/// that do not divide it.
+#[test]
+fn a_seeded_sweep_of_geometries() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let mut split = 0;
+    for _ in 0..36 {
+        let k = [1, 3, 3, 5, 7][rng.random_range(0..5)];
+        let pad = rng.random_range(0..=k / 2);
+        let side = |rng: &mut ChaCha8Rng| rng.random_range((k - 2 * pad).max(1)..=40);
+        let g = ConvGeometry {
+            batch: rng.random_range(1..=6),
+            ci: rng.random_range(1..=40),
+            h: side(&mut rng),
+            w: side(&mut rng),
+            co: rng.random_range(1..=72),
+            kh: k,
+            kw: k,
+            stride: rng.random_range(1..=3),
+            pad,
+        };
+        split += usize::from(conv2d::weight_grad_splits(&g) > 1);
+        for kernels in families() {
+            check(kernels, &g);
+        }
+    }
+    // Long weight gradients: K chunks of at most MAX_WEIGHT_GRAD_CHUNK, and a last chunk shorter.
+    for (batch, side) in [(5, 31), (9, 23), (3, 57)] {
+        let g = ConvGeometry {
+            batch,
+            ci: 3,
+            h: side,
+            w: side,
+            co: 5,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let k = batch * side * side;
+        assert!(k % conv2d::weight_grad_splits(&g) != 0 || k > conv2d::MAX_WEIGHT_GRAD_CHUNK);
+        split += 1;
+        for kernels in families() {
+            check(kernels, &g);
+        }
+    }
+    assert!(split >= 3, "the sweep splits K");
 }

@@ -13,8 +13,8 @@ use byol_wgpu::ops::numel;
 use common::{assert_close, gpu};
 
 fn fixture() -> Weights {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/resnet_forward.safetensors");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet_forward.safetensors");
     load_safetensors(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -192,8 +192,7 @@ fn a_truncated_file_is_a_clear_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("broken.safetensors");
     let bytes = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/resnet_forward.safetensors"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet_forward.safetensors"),
     )
     .unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();

@@ -6,7 +6,9 @@ mod params;
 mod preview;
 pub mod reference;
 
-pub use params::{blur_radius, Brightness, JitterOp, ViewDistribution, ViewParams, PARAM_WORDS};
+pub use params::{
+    blur_radius, Brightness, Interpolation, JitterOp, ViewDistribution, ViewParams, PARAM_WORDS,
+};
 pub use preview::{preview_grid, preview_views};
 
 use std::sync::Arc;

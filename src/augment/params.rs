@@ -26,6 +26,8 @@ impl JitterOp {
 pub struct ViewParams {
     /// Crop box in source pixels: x0, y0, width, height (integers).
     pub crop: [u32; 4],
+    /// Resample the crop bilinearly (torchvision's default) instead of bicubically.
+    pub bilinear: bool,
     pub flip: bool,
     /// Whether colour jitter applies; its four draws below are used only then.
     pub jitter: bool,
@@ -55,6 +57,7 @@ impl ViewParams {
     pub fn identity(width: usize, height: usize) -> Self {
         Self {
             crop: [0, 0, width as u32, height as u32],
+            bilinear: false,
             flip: false,
             jitter: false,
             brightness: 0.0,
@@ -112,7 +115,7 @@ impl ViewParams {
             self.blur_sigma,
             b(self.solarize),
             self.brightness_factor,
-            0.0,
+            b(self.bilinear),
         ]
     }
 }
@@ -129,11 +132,24 @@ pub enum Brightness {
     Multiplicative,
 }
 
+/// How the crop is resized to the view.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// Keys' cubic, a = -0.5: the paper's table.
+    Bicubic,
+    /// torchvision's RandomResizedCrop default.
+    Bilinear,
+}
+
 /// One column of SPEC.md's table: the probabilities and ranges of a view distribution.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ViewDistribution {
     pub crop_area: (f64, f64),
     pub crop_log_ratio: (f64, f64),
+    pub interpolation: Interpolation,
     pub flip_p: f64,
     pub jitter_p: f64,
     pub brightness: f32,
@@ -153,6 +169,7 @@ impl ViewDistribution {
         Self {
             crop_area: (0.08, 1.0),
             crop_log_ratio: ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln()),
+            interpolation: Interpolation::Bicubic,
             flip_p: 0.5,
             jitter_p: 0.8,
             brightness: 0.4,
@@ -184,11 +201,17 @@ impl ViewDistribution {
         }
     }
 
-    /// The same distribution with crops of at least `crop_min_scale` of the image's area and
-    /// brightness changed as `mode` says (the recipe for small grayscale images).
-    pub fn with_recipe(self, crop_min_scale: f64, mode: Brightness) -> Self {
+    /// The same distribution with crops of at least `crop_min_scale` of the image's area,
+    /// resized by `interpolation`, and brightness changed as `mode` says.
+    pub fn with_recipe(
+        self,
+        crop_min_scale: f64,
+        interpolation: Interpolation,
+        mode: Brightness,
+    ) -> Self {
         Self {
             crop_area: (crop_min_scale, self.crop_area.1),
+            interpolation,
             brightness_mode: mode,
             ..self
         }
@@ -222,6 +245,7 @@ impl ViewDistribution {
         let solarize = rng.random_bool(self.solarize_p);
         ViewParams {
             crop,
+            bilinear: self.interpolation == Interpolation::Bilinear,
             flip,
             jitter,
             brightness,

@@ -17,6 +17,11 @@ pub fn cubic_weight(t: f64) -> f64 {
     }
 }
 
+/// The tent kernel: over the same 4 x 4 taps as the cubic, bilinear resampling.
+pub fn tent_weight(t: f64) -> f64 {
+    (1.0 - t.abs()).max(0.0)
+}
+
 /// RGB in [0, 1] to hue (turns), saturation, value; as TensorFlow converts.
 pub fn rgb_to_hsv([r, g, b]: [f64; 3]) -> [f64; 3] {
     let v = r.max(g).max(b);
@@ -55,6 +60,11 @@ pub fn augment(
     let [x0, y0, cw, ch] = p.crop.map(|v| v as usize);
     let sx = cw as f64 / side as f64;
     let sy = ch as f64 / side as f64;
+    let weight = if p.bilinear {
+        tent_weight
+    } else {
+        cubic_weight
+    };
     for oy in 0..side {
         for ox in 0..side {
             let fx = if p.flip { side - 1 - ox } else { ox };
@@ -64,10 +74,10 @@ pub fn augment(
             for c in 0..channels {
                 let mut acc = 0.0;
                 for j in -1..=2 {
-                    let wy = cubic_weight(v - (iv + j as f64));
+                    let wy = weight(v - (iv + j as f64));
                     let yy = (iv as i64 + j).clamp(0, ch as i64 - 1) as usize + y0;
                     for i in -1..=2 {
-                        let wx = cubic_weight(u - (iu + i as f64));
+                        let wx = weight(u - (iu + i as f64));
                         let xx = (iu as i64 + i).clamp(0, cw as i64 - 1) as usize + x0;
                         acc += wx * wy * image.at(xx, yy, c);
                     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use byol_wgpu::augment::Brightness;
+use byol_wgpu::augment::{Brightness, Interpolation};
 use byol_wgpu::byol::TargetInit;
 use byol_wgpu::gpu::Gpu;
 use byol_wgpu::nn::Stem;
@@ -95,6 +95,9 @@ pub struct TrainArgs {
     /// The smallest random crop, as a fraction of the image's area, in (0, 1]
     #[arg(long)]
     crop_min_scale: Option<f64>,
+    /// How crops are resized to the view: bicubic (the paper) or bilinear (torchvision)
+    #[arg(long, value_enum)]
+    interpolation: Option<Interpolation>,
     /// Colour jitter's brightness: additive (x + d, the paper's code) or multiplicative
     /// ((1 + d) x, torchvision's)
     #[arg(long, value_enum)]
@@ -162,6 +165,7 @@ impl TrainArgs {
             tau_base,
             blur,
             crop_min_scale,
+            interpolation,
             brightness,
             target_init,
             seed,

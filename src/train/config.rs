@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::augment::Brightness;
+use crate::augment::{Brightness, Interpolation};
 use crate::byol::{ByolNets, TargetInit};
 use crate::nn::{ResNetConfig, Stem};
 use crate::optim::Lars;
@@ -46,6 +46,9 @@ pub struct TrainConfig {
     /// The smallest crop, as a fraction of the image's area (the paper: 0.08).
     #[serde(default = "paper_crop_min_scale")]
     pub crop_min_scale: f64,
+    /// How crops are resized: bicubic (the paper) or bilinear (torchvision).
+    #[serde(default = "paper_interpolation")]
+    pub interpolation: Interpolation,
     /// Colour jitter's brightness: additive (the paper's reference code) or multiplicative
     /// (torchvision's).
     #[serde(default = "paper_brightness")]
@@ -71,6 +74,10 @@ fn enabled() -> bool {
 
 fn paper_crop_min_scale() -> f64 {
     0.08
+}
+
+fn paper_interpolation() -> Interpolation {
+    Interpolation::Bicubic
 }
 
 fn paper_brightness() -> Brightness {
@@ -113,6 +120,7 @@ impl TrainConfig {
             tau: None,
             blur: true,
             crop_min_scale: paper_crop_min_scale(),
+            interpolation: paper_interpolation(),
             brightness: paper_brightness(),
             predictor: true,
             target_init: TargetInit::Copy,

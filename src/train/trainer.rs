@@ -200,7 +200,11 @@ impl Trainer {
             &[exe.input_buffer(step.view1)?, exe.input_buffer(step.view2)?],
         )?;
         let views = [ViewDistribution::t(), ViewDistribution::t_prime()].map(|v| {
-            let v = v.with_recipe(config.crop_min_scale, config.brightness);
+            let v = v.with_recipe(
+                config.crop_min_scale,
+                config.interpolation,
+                config.brightness,
+            );
             if config.blur {
                 v
             } else {
