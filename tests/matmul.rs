@@ -94,3 +94,81 @@ fn vec4_kernel_refuses_unaligned_shapes() {
     assert!(!MatmulKernel::Vec4.supports(6, 8, 8, true));
     assert!(MatmulKernel::Vec4.supports(6, 8, 8, false));
 }
+
+/// Every matmul of the BYOL step of the tiny, quick and small presets at their batch sizes
+/// (the heads, their gradients, the online probe), read off the step's graph, on every kernel
+/// that supports it, the adapter's own choice first; and a seeded sweep of sizes across the
+/// tile edges and the multiples of 4 the vector kernels need.
+#[test]
+fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
+    use byol_wgpu::byol::{ByolStep, StepOptions};
+    use byol_wgpu::train::TrainConfig;
+    use rand::{Rng, SeedableRng};
+
+    let gpu = gpu();
+    let kernels: Vec<MatmulKernel> = [
+        MatmulKernel::Tiled,
+        MatmulKernel::Vec4,
+        MatmulKernel::Subgroup,
+    ]
+    .into_iter()
+    .filter(|k| k.available(&gpu))
+    .collect();
+    let mut shapes: Vec<((usize, usize, usize), bool, bool)> = Vec::new();
+    for (preset, channels, side) in [("tiny", 1, 28), ("quick", 1, 28), ("small", 3, 32)] {
+        let config = TrainConfig::preset(preset).unwrap();
+        let options = StepOptions {
+            accumulate: 1,
+            probe_classes: Some(10),
+        };
+        let step = ByolStep::build(
+            &config.nets(channels).unwrap(),
+            config.batch,
+            [channels, side, side],
+            &config.lars(),
+            options,
+        )
+        .unwrap();
+        let g = &step.graph;
+        for t in g.ids() {
+            let node = g.node(t);
+            let Some(flags) = node.name.strip_prefix("matmul(ta=") else {
+                continue;
+            };
+            let (ta, tb) = flags.trim_end_matches(')').split_once(", tb=").unwrap();
+            let (ta, tb): (bool, bool) = (ta.parse().unwrap(), tb.parse().unwrap());
+            let (a, b) = (g.shape(node.inputs()[0]), g.shape(node.inputs()[1]));
+            let (m, k) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
+            let n = if tb { b[0] } else { b[1] };
+            let shape = ((m, n, k), ta, tb);
+            if !shapes.contains(&shape) {
+                shapes.push(shape);
+            }
+        }
+    }
+    assert!(shapes.len() >= 12, "{} matmul shapes", shapes.len());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+    for _ in 0..24 {
+        let mut dim =
+            || [rng.random_range(1..=80), 4 * rng.random_range(1..=40)][rng.random_range(0..2)];
+        let (m, n, k) = (dim(), dim(), dim());
+        let (ta, tb) = (rng.random_bool(0.5), rng.random_bool(0.5));
+        shapes.push(((m, n, k), ta, tb));
+    }
+    for ((m, n, k), ta, tb) in shapes {
+        let chosen = MatmulKernel::choose(&gpu, m, n, k, ta);
+        check(chosen, (m, n, k), ta, tb);
+        for &other in kernels.iter().filter(|&&o| o != chosen) {
+            // The tiled kernel is slow on software adapters: it takes the large shapes at
+            // a quarter of the rows (its code path does not depend on M).
+            let m = if other == MatmulKernel::Tiled && m * n * k > 1 << 24 {
+                m.div_ceil(4)
+            } else {
+                m
+            };
+            if other.supports(m, n, k, ta) {
+                check(other, (m, n, k), ta, tb);
+            }
+        }
+    }
+}
