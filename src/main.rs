@@ -88,7 +88,10 @@ enum Command {
         /// View side (default: the images' own up to 64 px, else 224)
         #[arg(long)]
         image_size: Option<usize>,
-        /// Leave out the Gaussian blur (as the small presets do)
+        /// Draw the views as this preset trains them (crop floor, resampling, brightness, blur)
+        #[arg(long, default_value = "quick")]
+        preset: String,
+        /// Leave out the Gaussian blur
         #[arg(long)]
         no_blur: bool,
         #[arg(long, default_value_t = 0)]
@@ -247,6 +250,7 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
             count,
             pairs,
             image_size,
+            preset,
             no_blur,
             seed,
         } => {
@@ -260,15 +264,9 @@ fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
                     224
                 }
             });
-            let (t, t2) = (
-                byol_wgpu::augment::ViewDistribution::t(),
-                byol_wgpu::augment::ViewDistribution::t_prime(),
-            );
-            let views = if no_blur {
-                [t.without_blur(), t2.without_blur()]
-            } else {
-                [t, t2]
-            };
+            let mut recipe = byol_wgpu::train::TrainConfig::preset(&preset)?;
+            recipe.blur &= !no_blur;
+            let views = recipe.view_distributions();
             let grid = byol_wgpu::augment::preview_grid(
                 &Gpu::new(choice)?,
                 dataset.as_ref(),

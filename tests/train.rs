@@ -251,3 +251,57 @@ fn the_online_probe_logs_accuracy_and_leaves_training_alone() {
     let db: Vec<_> = b.iter().map(|m| m.deterministic_part()).collect();
     assert_eq!(da, db);
 }
+
+#[test]
+fn small_image_presets_draw_the_measured_recipe_and_imagenet_the_papers() {
+    use byol_wgpu::augment::{Brightness, Interpolation};
+    for preset in ["tiny", "quick", "small"] {
+        let c = TrainConfig::preset(preset).unwrap();
+        let [t, t2] = c.view_distributions();
+        for v in [t, t2] {
+            assert_eq!(v.brightness_mode, Brightness::Multiplicative, "{preset}");
+            assert_eq!(v.interpolation, Interpolation::Bilinear, "{preset}");
+            assert_eq!(v.crop_area, (0.08, 1.0), "{preset}");
+            assert_eq!(v.blur_p, 0.0, "{preset}");
+        }
+    }
+    let [t, t2] = TrainConfig::preset("imagenet")
+        .unwrap()
+        .view_distributions();
+    assert_eq!(
+        (t.brightness_mode, t.interpolation),
+        (Brightness::Additive, Interpolation::Bicubic)
+    );
+    assert_eq!((t.blur_p, t2.blur_p, t2.solarize_p), (1.0, 0.1, 0.2));
+    // A config saved before these keys existed reads as the paper's views.
+    let mut old = toml::Table::try_from(TrainConfig::preset("quick").unwrap()).unwrap();
+    for key in ["brightness", "interpolation", "crop_min_scale"] {
+        old.remove(key);
+    }
+    let old: TrainConfig = old.try_into().unwrap();
+    assert_eq!(
+        (old.brightness, old.interpolation, old.crop_min_scale),
+        (Brightness::Additive, Interpolation::Bicubic, 0.08)
+    );
+    // A crop floor outside (0, 1] is refused before any work.
+    let err = byol()
+        .args([
+            "train",
+            "--preset",
+            "tiny",
+            "--crop-min-scale",
+            "0",
+            "--data",
+        ])
+        .arg(sample())
+        .arg("--out")
+        .arg(tempfile::tempdir().unwrap().path().join("run"))
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("crop_min_scale"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+}

@@ -226,20 +226,14 @@ fn watch_loop(
     Ok(())
 }
 
-/// T and T' views of the first probe images as the run draws them (its blur setting), seeded
+/// T and T' views of the first probe images as the run draws them (its recipe), seeded
 /// by the checkpoint's step: what the run's views look like.
 fn sample_views(
     gpu: &Arc<crate::gpu::Gpu>,
     images: &[crate::data::Image],
     run: &crate::train::checkpoint::TrainState,
 ) -> Result<crate::live::ViewPairs> {
-    use crate::augment::ViewDistribution;
-    let (t, t2) = (ViewDistribution::t(), ViewDistribution::t_prime());
-    let dists = if run.config.blur {
-        [t, t2]
-    } else {
-        [t.without_blur(), t2.without_blur()]
-    };
+    let dists = run.config.view_distributions();
     let shown = &images[..images.len().min(6)];
     let rows = crate::augment::preview_views(
         gpu,

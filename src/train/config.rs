@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::augment::{Brightness, Interpolation};
+use crate::augment::{Brightness, Interpolation, ViewDistribution};
 use crate::byol::{ByolNets, TargetInit};
 use crate::nn::{ResNetConfig, Stem};
 use crate::optim::Lars;
@@ -142,6 +142,11 @@ impl TrainConfig {
             eta: 0.02,
             tau_base: 0.99,
             blur: false,
+            // Measured on Fashion-MNIST at equal work (README, parity): multiplicative
+            // brightness and bilinear crops 76.8% linear top-1, the paper's additive and
+            // bicubic 70.3%; the crop floor 0.2 instead of 0.08 changed nothing (73.9 / 73.8).
+            brightness: Brightness::Multiplicative,
+            interpolation: Interpolation::Bilinear,
             checkpoint_every: 500,
             checkpoint_minutes: 10.0,
             ..imagenet.clone()
@@ -286,6 +291,18 @@ impl TrainConfig {
             weight_decay: self.weight_decay,
             eta: self.eta,
         }
+    }
+
+    /// T and T' as this run draws them: the crop floor, resampling, brightness and blur.
+    pub fn view_distributions(&self) -> [ViewDistribution; 2] {
+        [ViewDistribution::t(), ViewDistribution::t_prime()].map(|v| {
+            let v = v.with_recipe(self.crop_min_scale, self.interpolation, self.brightness);
+            if self.blur {
+                v
+            } else {
+                v.without_blur()
+            }
+        })
     }
 
     /// The learning rate at the peak of the schedule: lr x batch / 256.

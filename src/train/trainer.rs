@@ -199,18 +199,7 @@ impl Trainer {
             max_side,
             &[exe.input_buffer(step.view1)?, exe.input_buffer(step.view2)?],
         )?;
-        let views = [ViewDistribution::t(), ViewDistribution::t_prime()].map(|v| {
-            let v = v.with_recipe(
-                config.crop_min_scale,
-                config.interpolation,
-                config.brightness,
-            );
-            if config.blur {
-                v
-            } else {
-                v.without_blur()
-            }
-        });
+        let views = config.view_distributions();
         let lr = LrSchedule {
             base: config.peak_lr(),
             warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as u64,

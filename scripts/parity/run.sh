@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# BYOL in byol-wgpu and in PyTorch at equal work on Fashion-MNIST, every encoder scored by one
+# evaluator (evaluate.py: frozen features of the 60k/10k images, scikit-learn's logistic
+# regression), with a random-init and a raw-pixels row. Writes OUT/parity.json.
+#
+# Work: the first 10,240 training images, 3 epochs (240 steps of 128), the quick preset's
+# network and recipe (ResNet-18 width 8, small stem, heads 512/128, LARS lr 1.0 x 128/256,
+# eta 0.02, wd 1e-5, warm-up 0.3 epoch then cosine, tau 0.99 -> 1, blur off).
+# Needs: Debian's dataset-fashion-mnist; pip install torch torchvision scikit-learn safetensors.
+# About 15 minutes per byol-wgpu run and 6 per PyTorch run on 2 cores with lavapipe.
+set -euo pipefail
+cd "$(dirname "$0")"
+BYOL=${BYOL:-../../target/release/byol}
+OUT=${OUT:-../../runs/parity}
+WORK=(--subset 10240 --epochs 3 --warmup-epochs 0.3)
+mkdir -p "$OUT"
+
+wgpu() { # NAME [flags...]: a byol-wgpu run and its exported online encoder
+  local name=$1; shift
+  [[ -f "$OUT/$name.safetensors" ]] && return
+  "$BYOL" train "${WORK[@]}" "$@" --out "$OUT/$name"
+  "$BYOL" export --checkpoint "$OUT/$name" --out "$OUT/$name.safetensors"
+}
+torch() { # NAME [flags...]: a PyTorch run
+  local name=$1; shift
+  [[ -f "$OUT/$name.safetensors" ]] && return
+  python3 torch_byol.py "$@" --out "$OUT/$name.safetensors" --log "$OUT/$name.jsonl"
+}
+
+wgpu byol-wgpu                                   # the quick preset's recipe
+wgpu byol-wgpu-paper-views --brightness additive --interpolation bicubic
+torch pytorch
+python3 evaluate.py byol-wgpu="$OUT/byol-wgpu.safetensors" \
+  byol-wgpu-paper-views="$OUT/byol-wgpu-paper-views.safetensors" pytorch="$OUT/pytorch.safetensors" \
+  --random-init random-init --pixels raw-pixels --json "$OUT/parity.json"
