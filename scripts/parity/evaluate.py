@@ -5,7 +5,7 @@ effective rank of the test features (exp of the entropy of the normalised singul
 
 usage: python evaluate.py NAME=ENCODER.safetensors ... [--random-init NAME] [--pixels NAME] [--json OUT]
 """
-import argparse, gzip, json, time
+import argparse, json, time
 import numpy as np
 import torch
 from safetensors.torch import load_file
@@ -13,14 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from resnet import ResNet, BasicBlock, torchvision_init, encoder_from_state
-
-
-def read_idx(path):
-    with gzip.open(path) as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from torch_byol import read_idx
 
 
 def features(net, images, mean, std):

@@ -1,64 +1,16 @@
-"""torchvision's ResNet v1 with a free base width and the small-image stem, without fc (the
-parameter names byol-wgpu reads and `byol export` writes), and the BYOL heads."""
-import torch, torch.nn as nn, torch.nn.functional as F
+"""The encoder and heads of tests/fixtures/torch_resnet.py (torchvision's names, the small-image
+stem here), torchvision's initialisation, and loading an encoder from its weights."""
+import os, sys
+
+import torch, torch.nn as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/fixtures"))
+from torch_resnet import BasicBlock, ResNet as _ResNet, mlp  # noqa: E402,F401
 
 
-def conv3x3(i, o, s=1):
-    return nn.Conv2d(i, o, 3, s, 1, bias=False)
-
-
-def conv1x1(i, o, s=1):
-    return nn.Conv2d(i, o, 1, s, 0, bias=False)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1, self.bn1 = conv3x3(inplanes, planes, stride), nn.BatchNorm2d(planes)
-        self.conv2, self.bn2 = conv3x3(planes, planes), nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        idt = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + idt)
-
-
-class ResNet(nn.Module):
-    """Small stem (3x3 stride 1, no max pool); output: the global average pool."""
-
-    def __init__(self, block, layers, width, in_ch):
-        super().__init__()
-        self.inplanes = width
-        self.conv1 = nn.Conv2d(in_ch, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.layer1 = self._make(block, width, layers[0])
-        self.layer2 = self._make(block, width * 2, layers[1], 2)
-        self.layer3 = self._make(block, width * 4, layers[2], 2)
-        self.layer4 = self._make(block, width * 8, layers[3], 2)
-        self.out_dim = width * 8 * block.expansion
-
-    def _make(self, block, planes, n, stride=1):
-        ds = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            ds = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                               nn.BatchNorm2d(planes * block.expansion))
-        blocks = [block(self.inplanes, planes, stride, ds)]
-        self.inplanes = planes * block.expansion
-        blocks += [block(self.inplanes, planes) for _ in range(1, n)]
-        return nn.Sequential(*blocks)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return x.mean(dim=(2, 3))
-
-
-def mlp(i, h, o):
-    """Projector / predictor: Linear(bias) -> BN -> ReLU -> Linear(no bias)."""
-    return nn.Sequential(nn.Linear(i, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Linear(h, o, bias=False))
+def ResNet(block, layers, width, in_ch):
+    """A ResNet with the small-image stem (3x3 stride 1, no max pool)."""
+    return _ResNet(block, layers, width, in_ch, "small")
 
 
 def torchvision_init(model):
