@@ -12,14 +12,16 @@ use common::gpu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Values near 0.1 (0.1 itself where `seed` is 0): positive and alike, so the rounding
-/// errors of a running sum add up instead of cancelling.
-fn positive(len: usize, seed: u64) -> Vec<f32> {
+/// `len` copies of 0.1: every addition of a running sum rounds the same way, so its errors
+/// add up instead of cancelling.
+fn tenths(len: usize) -> Vec<f32> {
+    vec![0.1; len]
+}
+
+/// Seeded values in [0.1, 0.101).
+fn near_tenth(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let spread = if seed == 0 { 0.0 } else { 1e-3 };
-    (0..len)
-        .map(|_| 0.1 + spread * rng.random::<f32>())
-        .collect()
+    (0..len).map(|_| 0.1 + 1e-3 * rng.random::<f32>()).collect()
 }
 
 /// Runs `build` on the device with `inputs` and returns its output.
@@ -60,7 +62,7 @@ const WEIGHT_GRAD_TOL: f64 = 5e-6;
 fn batch_norm_statistics_over_a_million_elements_per_channel() {
     // Two channels of 16 x 256 x 256 elements: each reduction lane runs over 4096 terms.
     let shape = [16, 2, 256, 256];
-    let x = positive(numel(&shape), 0);
+    let x = tenths(numel(&shape));
     let got = run(&[&shape], &[&x], |g, xs| {
         g.apply(ChannelSum { scale: 1.0 }, &[xs[0]])
     });
@@ -79,7 +81,7 @@ fn sums_over_a_long_axis() {
     // 300k terms for each of 3 outputs (one workgroup per output), and 120k for each of 64
     // (one invocation per output).
     for (shape, axis) in [([1usize, 300_000, 3], 1usize), ([120_000, 64, 1], 0)] {
-        let x = positive(numel(&shape), 0);
+        let x = tenths(numel(&shape));
         let got = run(&[&shape], &[&x], |g, xs| g.sum(xs[0], axis));
         let (mid, inner) = (shape[axis], shape[2] * if axis == 0 { shape[1] } else { 1 });
         for o in [0, inner - 1] {
@@ -97,7 +99,7 @@ fn sums_over_a_long_axis() {
 #[test]
 fn lars_norms_of_a_large_tensor() {
     let n = 2_000_000;
-    let (w, gr) = (positive(n, 0), positive(n, 4));
+    let (w, gr) = (tenths(n), near_tenth(n, 4));
     let got = run(&[&[n], &[n]], &[&w, &gr], |g, xs| {
         g.apply(SquaredNorms { weight_decay: 0.5 }, &[xs[0], xs[1]])
     });
@@ -128,8 +130,8 @@ fn a_weight_gradient_over_a_quarter_million_output_pixels() {
     };
     let x_shape = [256, 1, 32, 32];
     let w_shape = [4, 1, 3, 3];
-    let x = positive(numel(&x_shape), 0);
-    let w = positive(numel(&w_shape), 6);
+    let x = tenths(numel(&x_shape));
+    let w = near_tenth(numel(&w_shape), 6);
     // d(sum y)/dw: for each weight, the sum of the inputs its tap reads.
     let got = run(&[&x_shape, &w_shape], &[&x, &w], |g, xs| {
         let y = g.apply(Conv2d { stride: 1, pad: 1 }, &[xs[0], xs[1]]);

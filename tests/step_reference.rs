@@ -110,17 +110,15 @@ fn check_step(
     for (t, v) in outputs.iter().zip(&got) {
         device_out[t.index()] = Some(v);
     }
-    let last_update: Vec<bool> = graph
-        .ids()
-        .map(|t| {
-            let node = graph.node(t);
-            node.op_kind() == Some(OpKind::InPlace)
-                && !graph.ids().skip(t.index() + 1).any(|u| {
-                    graph.node(u).op_kind() == Some(OpKind::InPlace)
-                        && graph.node(u).inputs()[0] == node.inputs()[0]
-                })
-        })
-        .collect();
+    // Whether each in-place node is the last update of its parameter (found walking back).
+    let mut last_update = vec![false; n];
+    let mut updated_later = std::collections::HashSet::new();
+    for t in graph.ids().collect::<Vec<_>>().into_iter().rev() {
+        let node = graph.node(t);
+        if node.op_kind() == Some(OpKind::InPlace) {
+            last_update[t.index()] = updated_later.insert(node.inputs()[0]);
+        }
+    }
     let mut chained: Vec<Option<HostTensor>> = vec![None; n];
     let mut worst = Worst::default();
     for t in graph.ids() {

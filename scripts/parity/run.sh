@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # BYOL in byol-wgpu and in PyTorch at equal work on Fashion-MNIST, every encoder scored by one
 # evaluator (evaluate.py: frozen features of the 60k/10k images, scikit-learn's logistic
-# regression), with a random-init and a raw-pixels row. Writes OUT/parity.json.
+# regression), with a random-init and a raw-pixels row, for SEEDS (default 0 1 2) on both
+# sides. Writes OUT/parity.json.
 #
 # Work: the first 10,240 training images, 3 epochs (240 steps of 128), the quick preset's
 # network and recipe (ResNet-18 width 8, small stem, heads 512/128, LARS lr 1.0 x 128/256,
@@ -27,9 +28,12 @@ torch() { # NAME [flags...]: a PyTorch run
   python3 torch_byol.py "$@" --out "$OUT/$name.safetensors" --log "$OUT/$name.jsonl"
 }
 
-wgpu byol-wgpu                                   # the quick preset's recipe
+encoders=()
+for seed in ${SEEDS:-0 1 2}; do
+  wgpu "byol-wgpu-seed$seed" --seed "$seed"       # the quick preset's recipe
+  torch "pytorch-seed$seed" --seed "$seed"
+  encoders+=("byol-wgpu-seed$seed=$OUT/byol-wgpu-seed$seed.safetensors" "pytorch-seed$seed=$OUT/pytorch-seed$seed.safetensors")
+done
 wgpu byol-wgpu-paper-views --brightness additive --interpolation bicubic
-torch pytorch
-python3 evaluate.py byol-wgpu="$OUT/byol-wgpu.safetensors" \
-  byol-wgpu-paper-views="$OUT/byol-wgpu-paper-views.safetensors" pytorch="$OUT/pytorch.safetensors" \
-  --random-init random-init --pixels raw-pixels --json "$OUT/parity.json"
+encoders+=("byol-wgpu-paper-views=$OUT/byol-wgpu-paper-views.safetensors")
+python3 evaluate.py "${encoders[@]}" --random-init random-init --pixels raw-pixels --json "$OUT/parity.json"
