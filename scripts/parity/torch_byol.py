@@ -97,6 +97,10 @@ def main():
     ap.add_argument("--interpolation", choices=["bilinear", "bicubic"], default="bilinear")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", default=None, help="metrics as JSON lines")
+    ap.add_argument("--init", help="start from these byol-wgpu tensors (online.*, target.*) instead of a draw")
+    ap.add_argument("--dump-views", help="also write the views trained on to this file (the --views layout)")
+    ap.add_argument("--views", help="train on these views (per step: view 1 then view 2, [batch, 1, side, side] "
+                    "normalised f32) instead of drawing them")
     a = ap.parse_args()
 
     torch.manual_seed(a.seed)
@@ -120,6 +124,17 @@ def main():
         "projector": mlp(encoder.out_dim, a.hidden, a.projection),
     })
     target.load_state_dict({k: v for k, v in online.state_dict().items() if not k.startswith("predictor")})
+    if a.init:
+        from safetensors.torch import load_file
+        init = load_file(a.init)
+        for prefix, net in (("online.", online), ("target.", target)):
+            state = {k: init[prefix + k] for k in net.state_dict() if not k.endswith("num_batches_tracked")}
+            net.load_state_dict(state, strict=False)
+    stored = None
+    if a.views:
+        per_step = 2 * a.batch * side * side
+        raw = np.memmap(a.views, dtype=np.float32, mode="r")
+        stored = raw[: len(raw) // per_step * per_step].reshape(-1, 2, a.batch, 1, side, side)
     for p in target.parameters():
         p.requires_grad_(False)
     online_params = [p for n, p in online.named_parameters()]
@@ -144,15 +159,23 @@ def main():
         return 2 - 2 * (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(dim=1)
 
     log = open(a.log, "w") if a.log else None
+    dump = open(a.dump_views, "wb") if a.dump_views else None
     online.train(); target.train()
     started = time.time()
     k = 0
     for epoch in range(a.epochs):
         order = torch.randperm(a.subset)
         for b in range(steps_per_epoch):
-            batch = images[order[b * a.batch:(b + 1) * a.batch]]
-            v1 = torch.stack([views[0](x) for x in batch]).sub(mean).div(std)
-            v2 = torch.stack([views[1](x) for x in batch]).sub(mean).div(std)
+            if stored is not None:
+                if k >= len(stored):  # a run still being written: replay what is there
+                    break
+                v1, v2 = (torch.from_numpy(np.array(stored[k, i])) for i in (0, 1))
+            else:
+                batch = images[order[b * a.batch:(b + 1) * a.batch]]
+                v1 = torch.stack([views[0](x) for x in batch]).sub(mean).div(std)
+                v2 = torch.stack([views[1](x) for x in batch]).sub(mean).div(std)
+            if dump:
+                dump.write(v1.numpy().astype(np.float32).tobytes() + v2.numpy().astype(np.float32).tobytes())
             on = lambda v: online["predictor"](online["projector"](online["encoder"](v)))
             p1, p2 = on(v1), on(v2)
             with torch.no_grad():
@@ -162,6 +185,7 @@ def main():
             for p in online_params:
                 p.grad = None
             loss.backward()
+            grad_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in online_params))
             lars_step(online_params, moms, lr_at(k), a.weight_decay, a.eta, 0.9)
             tau = tau_at(k)
             with torch.no_grad():
@@ -169,7 +193,7 @@ def main():
                     t.mul_(tau).add_((1 - tau) * o)
             k += 1
             if log:
-                log.write(json.dumps({"step": k, "loss": loss.item(), "lr": lr_at(k - 1), "tau": tau,
+                log.write(json.dumps({"step": k, "loss": loss.item(), "lr": lr_at(k - 1), "tau": tau, "grad_norm": grad_norm,
                                       "elapsed_s": time.time() - started}) + "\n")
             if k % 20 == 0:
                 print(f"step {k}/{total} loss {loss.item():.4f} ({time.time() - started:.0f} s)", flush=True)
