@@ -383,7 +383,9 @@ fn info(choice: &AdapterChoice) -> byol_wgpu::Result<()> {
         } else {
             ""
         };
-        println!("{}{mark}\n", gpu::describe(a));
+        let description = gpu::describe(a);
+        let (name, rest) = description.split_once('\n').unwrap_or((&description, ""));
+        println!("{name}{mark}\n{rest}\n");
     }
     Ok(())
 }

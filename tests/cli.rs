@@ -128,3 +128,58 @@ fn bench_memory_json_has_the_documented_fields() {
         assert!(r["gbps"].as_f64().unwrap() > 0.0);
     }
 }
+
+/// Linux CI installs Mesa's OpenGL driver (llvmpipe) beside lavapipe, so a GL adapter exists.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_opengl_adapter_is_named_slow_before_the_kernels_compile() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let out = byol().args(["--backend", "gl", "info"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("slow adapter:"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = byol()
+        .args([
+            "--backend",
+            "gl",
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            "1",
+            "--out",
+        ])
+        .arg(dir.path().join("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let compiling = line.starts_with("compiling");
+        lines.push(line);
+        if compiling {
+            break;
+        }
+    }
+    // The compilation itself takes minutes on llvmpipe: the lines before it are the test.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let slow = lines.iter().position(|l| l.starts_with("slow adapter:"));
+    let compiling = lines.iter().position(|l| l.starts_with("compiling"));
+    assert!(
+        matches!((slow, compiling), (Some(s), Some(c)) if s < c),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("mesa-vulkan-drivers")),
+        "{lines:#?}"
+    );
+}

@@ -36,6 +36,26 @@ fn resume(out: &Path, stop_after: u64) -> Trainer {
     t
 }
 
+/// A PNG that decodes and is a picture: many colours, most of them not the background's.
+fn picture(path: &Path) -> image::RgbImage {
+    let img = image::open(path).unwrap().to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert!(
+        colours.len() > 50,
+        "{} has {} colours",
+        path.display(),
+        colours.len()
+    );
+    let background = img.get_pixel(0, 0).0;
+    let drawn = img.pixels().filter(|p| p.0 != background).count();
+    assert!(
+        drawn * 20 > img.pixels().len(),
+        "{}: {drawn} pixels drawn",
+        path.display()
+    );
+    img
+}
+
 fn deterministic(run: &Path) -> Vec<[u64; 8]> {
     metrics::read(&run.join("metrics.jsonl"))
         .unwrap()
@@ -82,9 +102,16 @@ fn a_resume_after_a_kill_drops_the_steps_past_the_checkpoint() {
     std::fs::remove_dir_all(&last).unwrap();
     let log = dir.path().join("metrics.jsonl");
     let mut text = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<String> = text.lines().take(2).map(String::from).collect();
     text.push_str("{\"step\": 4, \"trunc");
     std::fs::write(&log, text).unwrap();
     resume(dir.path(), 4);
+    let after = std::fs::read_to_string(&log).unwrap();
+    let after: Vec<&str> = after.lines().take(2).collect();
+    assert_eq!(
+        after, kept,
+        "the lines up to the checkpoint survive byte for byte"
+    );
     let steps: Vec<u64> = metrics::read(&log)
         .unwrap()
         .iter()
@@ -178,8 +205,24 @@ fn the_cli_trains_resumes_and_refuses_bad_input() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(metrics::read(&run.join("metrics.jsonl")).unwrap().len(), 3);
-    let curves = image::open(run.join("curves.png")).unwrap();
-    assert_eq!((curves.width(), curves.height()), (640, 6 * 170));
+    let curves = picture(&run.join("curves.png"));
+    assert_eq!((curves.width(), curves.height()), (760, 6 * 240));
+    let embedding = picture(&run.join("embedding.png"));
+    assert_eq!((embedding.width(), embedding.height()), (760, 600));
+    // The verdict: printed last and kept in the run.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
+    let top1 = |key: &str| verdict[key].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&top1("online_top1")), "{verdict}");
+    assert!(
+        (0.0..=100.0).contains(&top1("random_init_top1")),
+        "{verdict}"
+    );
+    assert!(
+        stdout.contains("online encoder") && stdout.contains("random-init encoder"),
+        "{stdout}"
+    );
 
     let err = fails(&[&common_args[..], &["--out", run.to_str().unwrap()]].concat());
     assert!(
@@ -304,4 +347,61 @@ fn small_image_presets_draw_the_measured_recipe_and_imagenet_the_papers() {
         "{}",
         String::from_utf8_lossy(&err.stderr)
     );
+}
+
+#[test]
+fn reopening_the_metrics_log_keeps_its_lines_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3.9127984046936035 is a float that a parse and re-print once turned into
+    // 3.912798404693603.
+    let line = r#"{"step":1,"epoch":0,"loss":3.9127984046936035,"lr":0.0,"tau":0.99,"collapse_std":0.0883883461356163,"weight_norm":27.14159265358979,"grad_norm":0.30000000000000004,"images_per_s":20.1,"elapsed_s":6.1}"#;
+    let later = line.replace(r#""step":1"#, r#""step":2"#);
+    let log = dir.path().join("metrics.jsonl");
+    std::fs::write(&log, format!("{line}\n{later}\n")).unwrap();
+    drop(metrics::MetricsLog::open(dir.path(), 1).unwrap());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), format!("{line}\n"));
+}
+
+#[test]
+fn every_bad_config_value_is_refused_before_any_work_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = sample();
+    let base = [
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--width", "0"], "width = 0"),
+        (&["--hidden", "0"], "hidden = 0"),
+        (&["--epochs", "0"], "epochs = 0"),
+        (&["--batch", "0"], "batch = 0"),
+        (&["--accumulate", "3"], "micro-batches"),
+        (&["--lr", "-1"], "lr = -1"),
+        (&["--lr", "NaN"], "lr = NaN"),
+        (&["--warmup-epochs", "-0.5"], "warmup_epochs"),
+        (&["--momentum", "1"], "momentum = 1"),
+        (&["--tau-base", "1.5"], "tau_base = 1.5"),
+        (&["--tau", "-0.1"], "tau = -0.1"),
+        (&["--crop-min-scale", "0"], "crop_min_scale = 0"),
+        (&["--crop-min-scale", "1.5"], "crop_min_scale = 1.5"),
+        (&["--image-size", "4"], "image_size = 4"),
+        (&["--steps", "0"], "steps = 0"),
+        (&["--subset", "1"], "fewer than one batch"),
+    ];
+    for (i, (flags, expected)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("run{i}"));
+        let args = [&base[..], flags, &["--out", out.to_str().unwrap()]].concat();
+        let err = fails(&args);
+        assert!(err.contains(expected), "{flags:?}: {err}");
+        // Refused before any work: nothing written.
+        assert!(!out.exists(), "{flags:?}");
+    }
+    // The same from a config file.
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "preset = \"tiny\"\nwidth = 0\n").unwrap();
+    let err = fails(&["train", "--config", config.to_str().unwrap()]);
+    assert!(err.contains("width = 0"), "{err}");
 }

@@ -202,18 +202,23 @@ fn default_out(preset: &str) -> PathBuf {
 }
 
 pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
-    let mut trainer = match &args.resume {
-        Some(dir) => Trainer::resume(gpu, dir, args.steps)?,
+    let (mut trainer, compiling) = match &args.resume {
+        Some(dir) => {
+            let compiling = announce(gpu);
+            (Trainer::resume(gpu, dir, args.steps)?, compiling)
+        }
         None => {
             let config = args.config()?;
+            config.validate()?;
             let out = args
                 .out
                 .clone()
                 .unwrap_or_else(|| default_out(&config.preset));
-            Trainer::new(gpu, config, &out)?
+            let compiling = announce(gpu);
+            (Trainer::new(gpu, config, &out)?, compiling)
         }
     };
-    report_start(&trainer, gpu);
+    report_start(&trainer, compiling.elapsed().as_secs_f64());
     if args.gui {
         return run_in_window(trainer, args);
     }
@@ -242,14 +247,14 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
             }
         }
         Event::EpochEnd { epoch, skipped } if !skipped.is_empty() => {
+            // One line an epoch, however many images failed: the first names the cause.
             bar.suspend(|| {
                 eprintln!(
-                    "epoch {epoch}: skipped {} unreadable images:",
-                    skipped.len()
+                    "epoch {epoch}: skipped {} unreadable images (the first: {}: {})",
+                    skipped.len(),
+                    skipped[0].name,
+                    skipped[0].reason
                 );
-                for s in skipped.iter().take(10) {
-                    eprintln!("  {}: {}", s.name, s.reason);
-                }
             });
         }
         Event::EpochEnd { .. } => {}
@@ -267,16 +272,43 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
         s.elapsed_s,
         trainer.out.display()
     );
+    report_verdict(&trainer)
+}
+
+/// The run's last lines: its online encoder against a random one, also in DIR/verdict.json.
+fn report_verdict(trainer: &Trainer) -> Result<()> {
+    eprintln!("scoring the online encoder against a random-init one (kNN on the test split)...");
+    match byol_wgpu::train::verdict(trainer)? {
+        Some(v) => {
+            let json = serde_json::to_vec_pretty(&v).expect("verdicts serialise");
+            byol_wgpu::nn::write_atomically(&trainer.out.join("verdict.json"), &json)?;
+            println!("{}", v.lines());
+        }
+        None => {
+            println!("no labelled test split: no kNN verdict (use `byol eval` with labelled data)")
+        }
+    }
     Ok(())
 }
 
-fn report_start(trainer: &Trainer, gpu: &Gpu) {
+/// The adapter, what it costs where it is slow, and that the kernels compile now: said before
+/// they do, which takes minutes on a fresh CPU adapter. Returns when compiling began.
+fn announce(gpu: &Gpu) -> std::time::Instant {
+    eprintln!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+    if let Some(note) = byol_wgpu::gpu::slowness(&gpu.info, gpu.features) {
+        eprintln!("{note}");
+    }
+    eprintln!(
+        "compiling the step's kernels (on a CPU adapter with an empty shader cache: minutes)..."
+    );
+    std::time::Instant::now()
+}
+
+fn report_start(trainer: &Trainer, ready_s: f64) {
     let c = &trainer.config;
     let i = &trainer.info;
     eprintln!(
-        "adapter: {} ({:?})\ndata: {} images of {:?}; preset {}: {} width {} stem {:?}, heads {}/{}, batch {} ({} micro-batches), {} epochs = {} steps, {} kernels per micro-batch\nrun: {}",
-        gpu.info.name,
-        gpu.info.backend,
+        "ready in {ready_s:.1} s\ndata: {} images of {:?}; preset {}: {} width {} stem {:?}, heads {}/{}, batch {} ({} micro-batches), {} epochs = {} steps, {} kernels per micro-batch\nrun: {}",
         i.dataset_len,
         i.image_shape,
         c.preset,

@@ -48,6 +48,9 @@ pub trait Dataset: Send + Sync {
     fn label(&self, i: usize) -> Option<u32>;
     /// Classes (0 when unlabelled).
     fn classes(&self) -> usize;
+    /// The classes' names where the dataset has them (folder names, CIFAR's and
+    /// Fashion-MNIST's), else none.
+    fn class_names(&self) -> Vec<String>;
     /// Channels of the network's input: 1 for grayscale datasets, else 3.
     fn channels(&self) -> usize;
     /// A name for image `i` in reports (its path, or its index).
@@ -66,6 +69,7 @@ pub struct InMemory {
     pixels: Vec<u8>,
     labels: Option<Vec<u32>>,
     classes: usize,
+    class_names: Vec<String>,
     norm: Normalization,
 }
 
@@ -98,8 +102,17 @@ impl InMemory {
             pixels,
             labels,
             classes,
+            class_names: Vec::new(),
             norm,
         })
+    }
+
+    /// The same images with their classes named.
+    pub fn with_class_names(self, names: Vec<String>) -> Self {
+        Self {
+            class_names: names,
+            ..self
+        }
     }
 }
 
@@ -143,6 +156,9 @@ impl Dataset for InMemory {
     fn classes(&self) -> usize {
         self.classes
     }
+    fn class_names(&self) -> Vec<String> {
+        self.class_names.clone()
+    }
     fn channels(&self) -> usize {
         self.channels
     }
@@ -161,7 +177,7 @@ impl Dataset for InMemory {
 pub struct Folder {
     files: Vec<PathBuf>,
     labels: Option<Vec<u32>>,
-    classes: usize,
+    class_names: Vec<String>,
     channels: usize,
     max_side: usize,
 }
@@ -225,8 +241,15 @@ impl Folder {
         } else {
             3
         };
+        let class_names = class_dirs
+            .iter()
+            .map(|d| {
+                d.file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+            })
+            .collect();
         Ok(Self {
-            classes: class_dirs.len(),
+            class_names,
             files,
             labels,
             channels,
@@ -247,7 +270,10 @@ impl Dataset for Folder {
         self.labels.as_ref().map(|l| l[i])
     }
     fn classes(&self) -> usize {
-        self.classes
+        self.class_names.len()
+    }
+    fn class_names(&self) -> Vec<String> {
+        self.class_names.clone()
     }
     fn channels(&self) -> usize {
         self.channels
@@ -320,6 +346,7 @@ fn open_idx(dir: &Path, prefix: &str) -> Result<Option<InMemory>> {
         Some((_, l)) => Some(l.data.iter().map(|&b| u32::from(b)).collect()),
         None => None,
     };
+    let names = known_idx_class_names(dir);
     InMemory::new(
         images.display().to_string(),
         [imgs.dims[2], imgs.dims[1], 1],
@@ -327,7 +354,68 @@ fn open_idx(dir: &Path, prefix: &str) -> Result<Option<InMemory>> {
         labels,
         None,
     )
-    .map(Some)
+    .map(|d| Some(d.with_class_names(names)))
+}
+
+const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// IDX files carry no class names: Fashion-MNIST's and MNIST's are known by the folder's name.
+fn known_idx_class_names(dir: &Path) -> Vec<String> {
+    let name = dir.to_string_lossy().to_lowercase();
+    if name.contains("fashion") {
+        FASHION_MNIST_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else if name.contains("mnist") {
+        (0..10).map(|d| d.to_string()).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// CIFAR's names: from the batches' meta file where it is there (batches.meta.txt, or
+/// fine_label_names.txt for CIFAR-100), else CIFAR-10's for its layout.
+fn cifar_class_names(dir: &Path, label_bytes: usize) -> Vec<String> {
+    let meta = if label_bytes == 1 {
+        "batches.meta.txt"
+    } else {
+        "fine_label_names.txt"
+    };
+    match std::fs::read_to_string(dir.join(meta)) {
+        Ok(text) => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        Err(_) if label_bytes == 1 => CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn open_cifar(dir: &Path, split: Split) -> Result<Option<InMemory>> {
@@ -360,6 +448,7 @@ fn open_cifar(dir: &Path, split: Split) -> Result<Option<InMemory>> {
         pixels.extend(p);
         labels.extend(l);
     }
+    let names = cifar_class_names(&dir, label_bytes);
     InMemory::new(
         dir.display().to_string(),
         [cifar::SIDE, cifar::SIDE, 3],
@@ -367,7 +456,7 @@ fn open_cifar(dir: &Path, split: Split) -> Result<Option<InMemory>> {
         Some(labels),
         None,
     )
-    .map(Some)
+    .map(|d| Some(d.with_class_names(names)))
 }
 
 /// Opens the dataset at `path` for `split`: a folder with IDX files (`train-*` / `t10k-*`),
@@ -439,6 +528,9 @@ impl Dataset for Subset {
     }
     fn classes(&self) -> usize {
         self.inner.classes()
+    }
+    fn class_names(&self) -> Vec<String> {
+        self.inner.class_names()
     }
     fn channels(&self) -> usize {
         self.inner.channels()

@@ -119,6 +119,35 @@ fn no_adapter_hint(choice: &AdapterChoice) -> String {
     hint
 }
 
+/// Why training on this adapter will be slow, with the way to the fast path; None for an
+/// adapter the fast kernels suit.
+pub fn slowness(info: &wgpu::AdapterInfo, features: wgpu::Features) -> Option<String> {
+    let fix = if cfg!(target_os = "linux") {
+        "install Mesa's Vulkan driver (`apt-get install mesa-vulkan-drivers libvulkan1`) or use a GPU"
+    } else {
+        "use a GPU with a Vulkan, Metal or DX12 driver"
+    };
+    let cpu = info.device_type == wgpu::DeviceType::Cpu;
+    if info.backend == wgpu::Backend::Gl && cpu {
+        Some(format!(
+            "slow adapter: {} is a CPU rasteriser behind OpenGL (the quick preset's first step took 295 s there, 5 s on the same CPU through Vulkan): {fix}",
+            info.name
+        ))
+    } else if info.backend == wgpu::Backend::Gl {
+        Some(format!(
+            "slow adapter: {} runs compute through OpenGL, without subgroups and with tighter limits than its Vulkan, Metal or DX12 driver: {fix}",
+            info.name
+        ))
+    } else if !features.contains(wgpu::Features::SUBGROUP) {
+        Some(format!(
+            "slow adapter: {} has no subgroup operations, so the step falls back to the slower kernels: {fix}",
+            info.name
+        ))
+    } else {
+        None
+    }
+}
+
 /// One adapter described for people: name, backend, type, driver, key limits and features.
 pub fn describe(adapter: &wgpu::Adapter) -> String {
     let info = adapter.get_info();
@@ -129,7 +158,7 @@ pub fn describe(adapter: &wgpu::Adapter) -> String {
         "{name}\n  backend: {backend:?}, type: {ty:?}, driver: {driver} {driver_info}\n  \
          max buffer size: {maxbuf} B, max storage binding: {maxsb} B, storage buffers per stage: {nsb}\n  \
          workgroup: max {wgx}x{wgy}x{wgz}, {inv} invocations, {wgmem} B shared memory, {ndisp} workgroups per dimension\n  \
-         timestamp queries: {ts}, f16: {f16}, subgroups: {sg}",
+         timestamp queries: {ts}, f16: {f16}, subgroups: {sg}{slow}",
         name = info.name,
         backend = info.backend,
         ty = info.device_type,
@@ -147,5 +176,6 @@ pub fn describe(adapter: &wgpu::Adapter) -> String {
         ts = has(wgpu::Features::TIMESTAMP_QUERY),
         f16 = has(wgpu::Features::SHADER_F16),
         sg = has(wgpu::Features::SUBGROUP),
+        slow = slowness(&info, features).map_or(String::new(), |s| format!("\n  {s}")),
     )
 }

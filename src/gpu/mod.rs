@@ -3,7 +3,7 @@
 mod adapter;
 mod kernels;
 
-pub use adapter::{describe, enumerate, select, AdapterChoice};
+pub use adapter::{describe, enumerate, select, slowness, AdapterChoice};
 pub use kernels::{shader_source, KernelKey, ShaderSource, SHADERS};
 
 use std::sync::atomic::{AtomicU64, Ordering};

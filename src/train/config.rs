@@ -260,6 +260,96 @@ impl TrainConfig {
             .ok_or_else(|| Error::Config(format!("unknown arch '{}': use resnet18, resnet34, resnet50, resnet101, resnet152 or resnet200", self.arch)))
     }
 
+    /// Every key against its accepted range: the first bad one is a one-line error naming
+    /// it. Called before any work, so a bad value never costs a compilation or a download.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, value: &dyn std::fmt::Display, range: &str| {
+            Err(Error::Config(format!(
+                "{key} = {value} is out of range: {range}"
+            )))
+        };
+        let positive = [
+            ("width", self.width),
+            ("hidden", self.hidden),
+            ("projection", self.projection),
+            ("epochs", self.epochs),
+            ("batch", self.batch),
+            ("accumulate", self.accumulate),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return bad(key, &v, "use 1 or more");
+            }
+        }
+        if self.subset == Some(0) {
+            return bad(
+                "subset",
+                &0,
+                "use 1 or more images (or leave it out for all)",
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", &self.lr, "use a finite value above 0");
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            return bad("warmup_epochs", &self.warmup_epochs, "use 0 or more");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay", &self.weight_decay, "use 0 or more");
+        }
+        if !(self.eta.is_finite() && self.eta > 0.0) {
+            return bad("eta", &self.eta, "use a finite value above 0");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad("momentum", &self.momentum, "use a value in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.tau_base) {
+            return bad("tau_base", &self.tau_base, "use a value in [0, 1]");
+        }
+        if let Some(tau) = self.tau.filter(|t| !(0.0..=1.0).contains(t)) {
+            return bad("tau", &tau, "use a value in [0, 1]");
+        }
+        if !(self.crop_min_scale > 0.0 && self.crop_min_scale <= 1.0) {
+            return bad(
+                "crop_min_scale",
+                &self.crop_min_scale,
+                "use a value in (0, 1]",
+            );
+        }
+        if !(self.checkpoint_minutes.is_finite() && self.checkpoint_minutes > 0.0) {
+            return bad(
+                "checkpoint_minutes",
+                &self.checkpoint_minutes,
+                "use a value above 0",
+            );
+        }
+        if self.stop_after == Some(0) {
+            return bad("steps", &0, "use 1 or more");
+        }
+        if let Some(side) = self.image_size {
+            self.check_side(side)?;
+        }
+        self.depth()?;
+        self.micro_batch()?;
+        Ok(())
+    }
+
+    /// Views of `side` pixels must survive the encoder's downsampling: at least one pixel
+    /// reaches the last stage (8x for the small stem, 32x for the ImageNet one).
+    pub fn check_side(&self, side: usize) -> Result<()> {
+        let stride = match self.stem {
+            Stem::Small => 8,
+            Stem::Imagenet => 32,
+        };
+        if side < stride {
+            return Err(Error::Config(format!(
+                "image_size = {side} is out of range: the {:?} stem's ResNet needs images of at least {stride} px",
+                self.stem
+            )));
+        }
+        Ok(())
+    }
+
     /// Images per micro-batch.
     pub fn micro_batch(&self) -> Result<usize> {
         if self.accumulate == 0

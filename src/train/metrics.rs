@@ -60,17 +60,15 @@ impl MetricsLog {
     /// run that was killed after its last checkpoint).
     pub fn open(run: &Path, step: u64) -> Result<Self> {
         let path = run.join("metrics.jsonl");
-        // A killed run may have left a half-written last line: keep what parses.
+        // A killed run may have left a half-written last line: keep the lines that parse, as
+        // they were written (re-serialising a parsed float can change its last digit).
         let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let kept: Vec<StepMetrics> = old
-            .lines()
-            .filter_map(|l| serde_json::from_str::<StepMetrics>(l).ok())
-            .filter(|m| m.step <= step)
-            .collect();
         let mut text = String::new();
-        for m in &kept {
-            text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
-            text.push('\n');
+        for line in old.lines() {
+            if serde_json::from_str::<StepMetrics>(line).is_ok_and(|m| m.step <= step) {
+                text.push_str(line);
+                text.push('\n');
+            }
         }
         crate::nn::write_atomically(&path, text.as_bytes())?;
         let file = std::fs::OpenOptions::new()

@@ -64,6 +64,8 @@ pub struct Trainer {
     views: [ViewDistribution; 2],
     lr: LrSchedule,
     tau: TauSchedule,
+    /// The images embedding.png draws at every checkpoint.
+    probe: super::ProbeSet,
 }
 
 /// A run's dataset split opened as the config says.
@@ -142,14 +144,10 @@ impl Trainer {
 
     fn build(gpu: &Arc<Gpu>, mut state: TrainState, out: &Path) -> Result<Self> {
         let config = state.config.clone();
-        if !(config.crop_min_scale > 0.0 && config.crop_min_scale <= 1.0) {
-            return Err(Error::Config(format!(
-                "crop_min_scale {} is outside (0, 1]",
-                config.crop_min_scale
-            )));
-        }
+        config.validate()?;
         let dataset = open_dataset(&config, Split::Train)?;
         let side = view_side(&config, dataset.as_ref());
+        config.check_side(side)?;
         let channels = dataset.channels();
         state.views = ViewSpec {
             side,
@@ -200,6 +198,8 @@ impl Trainer {
             &[exe.input_buffer(step.view1)?, exe.input_buffer(step.view2)?],
         )?;
         let views = config.view_distributions();
+        let test = open_dataset(&config, Split::Test).ok();
+        let probe = super::ProbeSet::new(dataset.as_ref(), test.as_deref());
         let lr = LrSchedule {
             base: config.peak_lr(),
             warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as u64,
@@ -228,6 +228,7 @@ impl Trainer {
             views,
             lr,
             tau,
+            probe,
         })
     }
 
@@ -294,28 +295,53 @@ impl Trainer {
         }
         let path = checkpoint::save(&self.out, &self.state, &tensors)?;
         self.write_curves()?;
+        self.probe.draw(self, &self.out.join("embedding.png"))?;
         Ok(path)
     }
 
-    /// DIR/curves.png: loss, lr, tau, collapse std and norms over the steps so far.
+    /// DIR/curves.png: loss, lr, tau, collapse std, gradient norm and the online probe over
+    /// the steps so far.
     pub fn write_curves(&self) -> Result<()> {
+        use crate::viz::Panel;
         let log = super::metrics::read(&self.out.join("metrics.jsonl"))?;
         let series = |f: fn(&StepMetrics) -> f64| -> Vec<(f64, f64)> {
             log.iter().map(|m| (m.step as f64, f(m))).collect()
         };
+        let healthy = 1.0 / (self.config.projection as f64).sqrt();
+        let panel = |title, y_label, name, f| Panel {
+            title,
+            y_label,
+            series: vec![(name, series(f))],
+        };
+        let mut panels = vec![
+            panel("BYOL loss", "loss (0-8)", "loss", |m| m.loss),
+            panel("learning rate", "lr", "lr", |m| m.lr),
+            panel("target EMA", "tau", "tau", |m| m.tau),
+            Panel {
+                title: "collapse: std of the normalised projections",
+                y_label: "mean std per dimension",
+                series: vec![
+                    ("online projections", series(|m| m.collapse_std)),
+                    (
+                        "1/sqrt(d): no collapse",
+                        log.iter().map(|m| (m.step as f64, healthy)).collect(),
+                    ),
+                ],
+            },
+            panel("gradient norm", "L2 norm", "gradient", |m| m.grad_norm),
+        ];
+        if log.iter().any(|m| m.probe_accuracy.is_some()) {
+            panels.push(panel(
+                "online linear probe on training batches",
+                "top-1 (%)",
+                "probe",
+                |m| m.probe_accuracy.unwrap_or(f64::NAN),
+            ));
+        }
         crate::viz::curves(
             &self.out.join("curves.png"),
-            &[
-                ("loss", series(|m| m.loss)),
-                ("learning rate", series(|m| m.lr)),
-                ("tau", series(|m| m.tau)),
-                ("collapse std", series(|m| m.collapse_std)),
-                ("gradient norm", series(|m| m.grad_norm)),
-                (
-                    "online probe top-1 on training batches (%)",
-                    series(|m| m.probe_accuracy.unwrap_or(f64::NAN)),
-                ),
-            ],
+            &panels,
+            self.info.steps_per_epoch as f64,
         )
     }
 

@@ -1,15 +1,41 @@
-//! Pictures a run writes: training curves and grids of augmented views, as PNG.
+//! Pictures a run writes: training curves, the map of its representations, grids of augmented
+//! views. Charts and text are drawn by plotters on RGB buffers (with the Ubuntu font that
+//! egui ships, so no system font is needed) and saved as PNG.
 
-mod font;
 mod pca;
 
 pub use pca::pca_2d;
 
 use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
 use crate::{Error, Result};
 
 pub type Rgb = [u8; 3];
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// The font every picture uses, registered on first use.
+fn font(size: f64) -> FontDesc<'static> {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // The font is a constant of the build: it parses, or nothing could be drawn.
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        )
+        .unwrap_or_else(|_| panic!("the bundled Ubuntu font does not parse"));
+    });
+    ("sans-serif", size).into_font()
+}
+
+fn draw_error(e: impl std::fmt::Display) -> Error {
+    Error::Training(format!("drawing a picture failed: {e}"))
+}
 
 /// An RGB image to draw on.
 pub struct Canvas {
@@ -34,50 +60,18 @@ impl Canvas {
         }
     }
 
-    pub fn rect(&mut self, x: i64, y: i64, w: i64, h: i64, c: Rgb) {
-        for yy in y..y + h {
-            for xx in x..x + w {
-                self.set(xx, yy, c);
-            }
-        }
+    /// A drawing area over the whole canvas.
+    fn area(&mut self) -> Area<'_> {
+        BitMapBackend::with_buffer(&mut self.pixels, (self.width as u32, self.height as u32))
+            .into_drawing_area()
     }
 
-    /// A line from (x0, y0) to (x1, y1) (Bresenham).
-    pub fn line(&mut self, (mut x0, mut y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let mut err = dx + dy;
-        loop {
-            self.set(x0, y0, c);
-            if x0 == x1 && y0 == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x0 += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y0 += sy;
-            }
-        }
-    }
-
-    /// Text in the 5x7 font, each font pixel `scale` pixels wide; returns the width drawn.
-    pub fn text(&mut self, x: i64, y: i64, s: &str, c: Rgb, scale: i64) -> i64 {
-        let mut cx = x;
-        for ch in s.chars() {
-            for (row, bits) in font::glyph(ch).iter().enumerate() {
-                for col in 0..5 {
-                    if bits & (0x10 >> col) != 0 {
-                        self.rect(cx + col * scale, y + row as i64 * scale, scale, scale, c);
-                    }
-                }
-            }
-            cx += 6 * scale;
-        }
-        cx - x
+    /// `s` with its top-left corner at (x, y), `size` pixels high.
+    pub fn text(&mut self, x: i32, y: i32, s: &str, c: Rgb, size: f64) -> Result<()> {
+        let area = self.area();
+        let style = font(size).color(&RGBColor(c[0], c[1], c[2]));
+        area.draw_text(s, &style, (x, y)).map_err(draw_error)?;
+        area.present().map_err(draw_error)
     }
 
     /// Copies `other` with its top-left corner at (x, y).
@@ -108,86 +102,222 @@ impl Canvas {
     }
 }
 
-const INK: Rgb = [40, 40, 40];
-const GRID: Rgb = [225, 225, 225];
-const LINE: Rgb = [31, 119, 180];
+/// One chart of `curves`: its title, what its y axis measures, and its named series of (step,
+/// value) points. A chart with several series gets a legend.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub y_label: &'a str,
+    pub series: Vec<(&'a str, Vec<(f64, f64)>)>,
+}
 
-/// A number in at most 7 characters.
-fn short(v: f64) -> String {
-    if v == v.trunc() && v.abs() < 1e7 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1e4 || v.abs() < 1e-3 {
-        format!("{v:.1e}")
-    } else {
-        let s = format!("{v:.4}");
-        s.chars().take(7).collect()
+/// The range an axis covers: that of the finite values, padded, and widened when they are
+/// all equal; None when there are none.
+fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return None;
+    }
+    let pad = ((hi - lo) * 0.05).max(lo.abs().max(1e-12) * 1e-3);
+    Some((lo - pad, hi + pad))
+}
+
+/// Tick labels for an axis over lo..hi: as many decimals as its ticks (about ten over the
+/// range) need to differ, scientific for tiny or huge magnitudes.
+fn ticks(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
+    let magnitude = lo.abs().max(hi.abs());
+    let scientific = magnitude != 0.0 && !(1e-3..1e6).contains(&magnitude);
+    let tick = ((hi - lo) / 10.0).max(1e-300);
+    let decimals = (-tick.log10().floor()).clamp(0.0, 10.0) as usize;
+    move |v: &f64| {
+        if scientific {
+            format!("{v:.2e}")
+        } else {
+            format!("{v:.decimals$}")
+        }
     }
 }
 
-/// One panel: a title, the y range, and the curve of (x, y) points.
-pub fn plot(
-    canvas: &mut Canvas,
-    (x, y, w, h): (i64, i64, i64, i64),
+/// Charts stacked vertically over the same steps, each with the step on its lower axis and the
+/// epoch (`steps_per_epoch` steps each) on its upper one.
+pub fn curves(path: &Path, panels: &[Panel], steps_per_epoch: f64) -> Result<()> {
+    let (width, height) = (760, 240);
+    let mut canvas = Canvas::new(width, height * panels.len().max(1), [255, 255, 255]);
+    {
+        let root = canvas.area();
+        for (panel, area) in panels
+            .iter()
+            .zip(root.split_evenly((panels.len().max(1), 1)))
+        {
+            draw_panel(&area, panel, steps_per_epoch.max(1e-9))?;
+        }
+        root.present().map_err(draw_error)?;
+    }
+    canvas.save_png(path)
+}
+
+fn draw_panel(area: &Area, panel: &Panel, steps_per_epoch: f64) -> Result<()> {
+    let points = || panel.series.iter().flat_map(|(_, p)| p.iter());
+    let xs = span(points().map(|p| p.0)).unwrap_or((0.0, 1.0));
+    let ys = span(points().filter(|p| p.1.is_finite()).map(|p| p.1));
+    let (y0, y1) = ys.unwrap_or((0.0, 1.0));
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.title, font(17.0))
+        .margin(8)
+        .x_label_area_size(34)
+        .top_x_label_area_size(34)
+        .y_label_area_size(70)
+        .build_cartesian_2d(xs.0..xs.1, y0..y1)
+        .map_err(draw_error)?
+        .set_secondary_coord(xs.0 / steps_per_epoch..xs.1 / steps_per_epoch, y0..y1);
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(panel.y_label)
+        .label_style(font(12.0))
+        .axis_desc_style(font(13.0))
+        .y_label_formatter(&ticks(y0, y1))
+        .x_label_formatter(&ticks(xs.0, xs.1))
+        .light_line_style(RGBColor(240, 240, 240))
+        .draw()
+        .map_err(draw_error)?;
+    chart
+        .configure_secondary_axes()
+        .x_desc("epoch")
+        .label_style(font(12.0))
+        .axis_desc_style(font(13.0))
+        .x_label_formatter(&ticks(xs.0 / steps_per_epoch, xs.1 / steps_per_epoch))
+        .draw()
+        .map_err(draw_error)?;
+    if ys.is_none() {
+        let (w, h) = area.dim_in_pixel();
+        let style = font(15.0).color(&RGBColor(90, 90, 90));
+        area.draw_text("no data yet", &style, (w as i32 / 2 - 40, h as i32 / 2))
+            .map_err(draw_error)?;
+        return Ok(());
+    }
+    for (i, (name, series)) in panel.series.iter().enumerate() {
+        let color = class_color(i);
+        let finite: Vec<(f64, f64)> = series.iter().copied().filter(|p| p.1.is_finite()).collect();
+        let drawn = if finite.len() == 1 {
+            chart.draw_series(std::iter::once(Circle::new(finite[0], 3, color.filled())))
+        } else {
+            chart.draw_series(LineSeries::new(finite, color.stroke_width(2)))
+        }
+        .map_err(draw_error)?;
+        drawn.label(*name).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+        });
+    }
+    if panel.series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .label_font(font(12.0))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(draw_error)?;
+    }
+    Ok(())
+}
+
+/// Matplotlib's ten category colours, then plotters' palette.
+fn class_color(c: usize) -> RGBColor {
+    const TAB10: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    TAB10.get(c).copied().unwrap_or_else(|| {
+        let (r, g, b) = Palette99::pick(c).rgb();
+        RGBColor(r, g, b)
+    })
+}
+
+/// A scatter of 2-D points coloured by class, with a legend beside it naming the classes
+/// (`names`, or "class k" where there are none); unlabelled points grey.
+pub fn scatter(
+    path: &Path,
     title: &str,
-    points: &[(f64, f64)],
-) {
-    canvas.text(x + 4, y + 4, title, INK, 2);
-    let (px, py, pw, ph) = (x + 60, y + 24, w - 70, h - 40);
-    canvas.rect(px, py, pw, ph, [255, 255, 255]);
-    for k in 0..=4 {
-        let gy = py + ph * k / 4;
-        canvas.line((px, gy), (px + pw - 1, gy), GRID);
-    }
-    let finite: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.1.is_finite()).collect();
-    if finite.is_empty() {
-        canvas.text(px + 8, py + ph / 2 - 7, "no data", INK, 2);
-        return;
-    }
-    let (xmin, xmax) = (
-        finite[0].0,
-        finite[finite.len() - 1].0.max(finite[0].0 + 1e-9),
-    );
-    let ymin = finite.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let mut ymax = finite.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    if ymax - ymin < 1e-12 {
-        ymax = ymin + 1e-12f64.max(ymin.abs() * 1e-3);
-    }
-    canvas.text(x + 2, py, &short(ymax), INK, 1);
-    canvas.text(x + 2, py + ph - 7, &short(ymin), INK, 1);
-    canvas.text(px, py + ph + 4, &short(xmin), INK, 1);
-    let right = short(xmax);
-    canvas.text(
-        px + pw - 6 * right.len() as i64,
-        py + ph + 4,
-        &right,
-        INK,
-        1,
-    );
-    let to_px = |(vx, vy): (f64, f64)| {
-        (
-            px + ((vx - xmin) / (xmax - xmin) * (pw - 1) as f64).round() as i64,
-            py + ph - 1 - ((vy - ymin) / (ymax - ymin) * (ph - 1) as f64).round() as i64,
-        )
-    };
-    if finite.len() == 1 {
-        let (cx, cy) = to_px(finite[0]);
-        canvas.rect(cx - 2, cy - 2, 5, 5, LINE);
-    }
-    for pair in finite.windows(2) {
-        canvas.line(to_px(pair[0]), to_px(pair[1]), LINE);
-    }
-}
-
-/// Panels stacked vertically, one per named series over the same x axis.
-pub fn curves(path: &Path, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
-    let (w, h) = (640i64, 170i64);
-    let mut canvas = Canvas::new(
-        w as usize,
-        (h * series.len() as i64) as usize,
-        [246, 246, 246],
-    );
-    for (i, (title, points)) in series.iter().enumerate() {
-        plot(&mut canvas, (0, h * i as i64, w, h), title, points);
+    axes: (&str, &str),
+    points: &[[f64; 2]],
+    labels: &[Option<u32>],
+    names: &[String],
+) -> Result<()> {
+    let mut canvas = Canvas::new(760, 600, [255, 255, 255]);
+    {
+        let root = canvas.area();
+        let (plot, legend) = root.split_horizontally(590);
+        let xs = span(points.iter().map(|p| p[0])).unwrap_or((-1.0, 1.0));
+        let ys = span(points.iter().map(|p| p[1])).unwrap_or((-1.0, 1.0));
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(title, font(17.0))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xs.0..xs.1, ys.0..ys.1)
+            .map_err(draw_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.0)
+            .y_desc(axes.1)
+            .label_style(font(12.0))
+            .axis_desc_style(font(13.0))
+            .x_label_formatter(&ticks(xs.0, xs.1))
+            .y_label_formatter(&ticks(ys.0, ys.1))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(draw_error)?;
+        let of_class = |c: Option<u32>| -> Vec<(f64, f64)> {
+            points
+                .iter()
+                .zip(labels)
+                .filter(|(_, l)| **l == c)
+                .map(|(p, _)| (p[0], p[1]))
+                .collect()
+        };
+        let grey = RGBColor(150, 150, 150);
+        chart
+            .draw_series(
+                of_class(None)
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, grey.filled())),
+            )
+            .map_err(draw_error)?;
+        let classes = labels.iter().flatten().max().map_or(0, |&m| m as usize + 1);
+        for c in 0..classes {
+            let color = class_color(c);
+            chart
+                .draw_series(
+                    of_class(Some(c as u32))
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(draw_error)?;
+            let y = 50 + 24 * c as i32;
+            let name = names
+                .get(c)
+                .cloned()
+                .unwrap_or_else(|| format!("class {c}"));
+            legend
+                .draw(&Circle::new((14, y), 5, color.filled()))
+                .map_err(draw_error)?;
+            legend
+                .draw_text(&name, &font(14.0).color(&BLACK), (26, y - 8))
+                .map_err(draw_error)?;
+        }
+        root.present().map_err(draw_error)?;
     }
     canvas.save_png(path)
 }
