@@ -93,17 +93,7 @@ pub struct Snapshots {
 impl Snapshots {
     /// The probe set: the first `count` readable images of `probe`.
     pub fn new(probe: &dyn Dataset, count: usize) -> Self {
-        let mut images = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..probe.len() {
-            if images.len() == count {
-                break;
-            }
-            if let Ok(img) = probe.load(i) {
-                images.push(img);
-                labels.push(probe.label(i));
-            }
-        }
+        let (images, labels) = crate::data::first_readable(probe, count);
         Self {
             images,
             labels,

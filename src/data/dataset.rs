@@ -503,6 +503,15 @@ pub fn open(path: &Path, split: Split, max_side: usize) -> Result<Arc<dyn Datase
     Ok(Arc::new(Folder::open(path, max_side)?))
 }
 
+/// The first `count` images of `dataset` that decode, with their labels: the fixed probe sets
+/// that a run draws (embedding.png, the live window's map). Unreadable images are passed over.
+pub fn first_readable(dataset: &dyn Dataset, count: usize) -> (Vec<Image>, Vec<Option<u32>>) {
+    (0..dataset.len())
+        .filter_map(|i| dataset.load(i).ok().map(|img| (img, dataset.label(i))))
+        .take(count)
+        .unzip()
+}
+
 /// The first `n` images of a dataset (all of them when it has fewer).
 pub struct Subset {
     inner: Arc<dyn Dataset>,

@@ -10,6 +10,7 @@ pub mod npy;
 
 pub use self::image::Image;
 pub use dataset::{
-    default_dataset_path, open, Dataset, Folder, InMemory, Normalization, Split, Subset, ViewSpec,
+    default_dataset_path, first_readable, open, Dataset, Folder, InMemory, Normalization, Split,
+    Subset, ViewSpec,
 };
 pub use loader::{Batch, EpochReader, Loader, Skipped};

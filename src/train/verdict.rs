@@ -4,11 +4,10 @@
 //! learned nothing says so.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use crate::data::{Dataset, Image, Split};
 use crate::eval::{encode_dataset, knn_eval, DatasetEncoder};
-use crate::gpu::Gpu;
 use crate::nn::Weights;
 use crate::Result;
 
@@ -30,27 +29,21 @@ pub struct ProbeSet {
     labels: Vec<Option<u32>>,
     names: Vec<String>,
     max_side: usize,
+    /// Built at the first checkpoint and given each later checkpoint's weights, as the live
+    /// window's snapshots do, instead of a new encoder per checkpoint.
+    encoder: Mutex<Option<DatasetEncoder>>,
 }
 
 impl ProbeSet {
     pub fn new(train: &dyn Dataset, test: Option<&dyn Dataset>) -> Self {
         let source = test.filter(|t| t.classes() >= 2).unwrap_or(train);
-        let mut images = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..source.len() {
-            if images.len() == PROBE_IMAGES {
-                break;
-            }
-            if let Ok(img) = source.load(i) {
-                images.push(img);
-                labels.push(source.label(i));
-            }
-        }
+        let (images, labels) = crate::data::first_readable(source, PROBE_IMAGES);
         Self {
             images,
             labels,
             names: source.class_names(),
             max_side: source.max_side().max(1),
+            encoder: Mutex::new(None),
         }
     }
 
@@ -60,9 +53,19 @@ impl ProbeSet {
             return Ok(());
         }
         let weights = trainer.online_encoder()?;
-        let batch = self.images.len().min(128);
-        let view = trainer.state().views;
-        let encoder = DatasetEncoder::new(trainer.gpu(), &weights, &view, batch, self.max_side)?;
+        let mut encoder = self.encoder.lock().expect("probe encoder");
+        let encoder = match encoder.as_mut() {
+            Some(e) => {
+                e.encoder.set_weights(&weights)?;
+                e
+            }
+            None => {
+                let batch = self.images.len().min(128);
+                let view = trainer.state().views;
+                let e = DatasetEncoder::new(trainer.gpu(), &weights, &view, batch, self.max_side)?;
+                encoder.insert(e)
+            }
+        };
         let features = encoder.encode(&self.images)?;
         let dim = features.len() / self.images.len();
         let points = crate::viz::pca_2d(&features, dim);
@@ -121,8 +124,10 @@ pub fn verdict(trainer: &Trainer) -> Result<Option<Verdict>> {
     let gpu = trainer.gpu();
     let view = trainer.state().views;
     let score = |weights: &Weights| -> Result<f64> {
-        let bank = encoded(gpu, weights, train.as_ref(), &view, VERDICT_TRAIN_IMAGES)?;
-        let queries = encoded(gpu, weights, test.as_ref(), &view, VERDICT_TEST_IMAGES)?;
+        let encode =
+            |data: &dyn Dataset, limit| encode_dataset(gpu, weights, data, &view, 256, Some(limit));
+        let bank = encode(train.as_ref(), VERDICT_TRAIN_IMAGES)?;
+        let queries = encode(test.as_ref(), VERDICT_TEST_IMAGES)?;
         Ok(knn_eval(gpu, &bank, &queries, K, TEMPERATURE)?.top1)
     };
     let online_top1 = score(&trainer.online_encoder()?)?;
@@ -136,14 +141,4 @@ pub fn verdict(trainer: &Trainer) -> Result<Option<Verdict>> {
         online_top1,
         random_init_top1,
     }))
-}
-
-fn encoded(
-    gpu: &Arc<Gpu>,
-    weights: &Weights,
-    dataset: &dyn Dataset,
-    view: &crate::data::ViewSpec,
-    limit: usize,
-) -> Result<crate::eval::Features> {
-    encode_dataset(gpu, weights, dataset, view, 256, Some(limit))
 }

@@ -162,7 +162,7 @@ pub fn curves(path: &Path, panels: &[Panel], steps_per_epoch: f64) -> Result<()>
 fn draw_panel(area: &Area, panel: &Panel, steps_per_epoch: f64) -> Result<()> {
     let points = || panel.series.iter().flat_map(|(_, p)| p.iter());
     let xs = span(points().map(|p| p.0)).unwrap_or((0.0, 1.0));
-    let ys = span(points().filter(|p| p.1.is_finite()).map(|p| p.1));
+    let ys = span(points().map(|p| p.1));
     let (y0, y1) = ys.unwrap_or((0.0, 1.0));
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, font(17.0))
