@@ -83,17 +83,17 @@ pub fn preview_grid(
     let scale = (96 / side).max(1);
     let cell = side * scale;
     let gap = 4;
-    let header = 26;
+    let header = 22;
     let columns = 1 + 2 * pairs;
     let width = columns * (cell + gap) + gap + gap;
     let height = header + rows.len() * (cell + gap) + gap;
     let mut canvas = Canvas::new(width, height, [246, 246, 246]);
     let ink = [40, 40, 40];
-    canvas.text(gap as i32, 4, "original", ink, 15.0)?;
+    canvas.text(gap as i32, 4, "original", ink, 14.0)?;
     for p in 0..pairs {
         let x = (gap + (1 + 2 * p) * (cell + gap) + gap) as i32;
-        canvas.text(x, 4, "t", ink, 15.0)?;
-        canvas.text(x + (cell + gap) as i32, 4, "t'", ink, 15.0)?;
+        canvas.text(x, 4, "t", ink, 14.0)?;
+        canvas.text(x + (cell + gap) as i32, 4, "t'", ink, 14.0)?;
     }
     for (r, row) in rows.iter().enumerate() {
         for (c, rgb) in row.iter().enumerate() {
