@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use byol_wgpu::data::{self, Split, ViewSpec};
-use byol_wgpu::eval::{encode_dataset, knn_eval, linear_eval, Encoder, Features, LinearEvalConfig};
-use byol_wgpu::nn::{random_encoder, ResNetConfig, Stem};
+use byol_wgpu::eval::{
+    encode_dataset, knn_eval, linear_eval, Encoder, Features, LinearEvalConfig, Solver,
+};
+use byol_wgpu::nn::{load_safetensors, random_encoder, ResNetConfig, Stem, Weights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -34,26 +36,99 @@ fn clusters(n: usize, dim: usize, classes: usize, spread: f32, seed: u64) -> Fea
 }
 
 #[test]
-fn the_linear_probe_separates_clusters_and_not_noise() {
+fn the_linear_probe_separates_clusters_and_not_noise_with_either_solver() {
     let gpu = common::gpu();
-    let cfg = LinearEvalConfig {
-        epochs: 30,
-        batch: 128,
-        ..Default::default()
+    for solver in [Solver::Lbfgs, Solver::Sgd] {
+        let cfg = LinearEvalConfig {
+            solver,
+            epochs: 30,
+            batch: 128,
+            ..Default::default()
+        };
+        let (train, test) = (clusters(600, 30, 5, 0.8, 1), clusters(300, 30, 5, 0.8, 2));
+        let r = linear_eval(&gpu, &train, &test, &cfg).unwrap();
+        assert!(r.top1 > 95.0 && r.top5 == 100.0, "{r:?}");
+        let grid = if solver == Solver::Lbfgs {
+            &cfg.cs
+        } else {
+            &cfg.lrs
+        };
+        assert_eq!(r.held_out.len(), grid.len());
+        assert_eq!(
+            (
+                r.held_out_images,
+                r.fit_images,
+                r.train_images,
+                r.test_images
+            ),
+            (60, 540, 600, 300)
+        );
+        // Labels unrelated to the features: about chance (20%).
+        let mut noise = clusters(300, 30, 5, 0.8, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        noise
+            .labels
+            .iter_mut()
+            .for_each(|l| *l = Some(rng.random_range(0..5)));
+        let r = linear_eval(&gpu, &train, &noise, &cfg).unwrap();
+        assert!(r.top1 < 35.0, "{r:?}");
+    }
+}
+
+/// tests/fixtures/linear_probe.safetensors: real features (a random-init ResNet-18 on 5,000 +
+/// 1,000 Fashion-MNIST images) with scikit-learn's test accuracy at each C.
+fn linear_probe_fixture() -> (Features, Features, Weights) {
+    let w = load_safetensors(Path::new("tests/fixtures/linear_probe.safetensors")).unwrap();
+    let features = |x: &str, y: &str| {
+        let (shape, data) = &w.tensors[x];
+        Features {
+            data: data.clone(),
+            dim: shape[1],
+            labels: w.tensors[y].1.iter().map(|&l| Some(l as u32)).collect(),
+        }
     };
-    let (train, test) = (clusters(600, 30, 5, 0.8, 1), clusters(300, 30, 5, 0.8, 2));
-    let r = linear_eval(&gpu, &train, &test, &cfg).unwrap();
-    assert!(r.top1 > 95.0 && r.top5 == 100.0, "{r:?}");
-    assert_eq!(r.held_out_top1.len(), 5);
-    // Labels unrelated to the features: about chance (20%).
-    let mut noise = clusters(300, 30, 5, 0.8, 3);
-    let mut rng = ChaCha8Rng::seed_from_u64(4);
-    noise
-        .labels
-        .iter_mut()
-        .for_each(|l| *l = Some(rng.random_range(0..5)));
-    let r = linear_eval(&gpu, &train, &noise, &cfg).unwrap();
-    assert!(r.top1 < 35.0, "{r:?}");
+    (
+        features("train", "train_labels"),
+        features("test", "test_labels"),
+        w.clone(),
+    )
+}
+
+fn sklearn_top1(w: &Weights, c: f64) -> f64 {
+    w.metadata[&format!("sklearn_top1_C={c:?}")]
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_lbfgs_probe_matches_scikit_learn_on_real_features() {
+    let gpu = common::gpu();
+    let (train, test, w) = linear_probe_fixture();
+    // The same objective as scikit-learn's LogisticRegression(C): the same optimum, up to the
+    // standardisation (ours from the 90% fitting split, scikit-learn's from all rows).
+    for c in [0.1, 1.0, 10.0] {
+        let cfg = LinearEvalConfig {
+            cs: vec![c],
+            ..Default::default()
+        };
+        let r = linear_eval(&gpu, &train, &test, &cfg).unwrap();
+        let expected = sklearn_top1(&w, c);
+        assert!(
+            (r.top1 - expected).abs() <= 0.3,
+            "C {c}: {:.2}% against scikit-learn's {expected}%",
+            r.top1
+        );
+    }
+    // The default grid: C chosen on the held-out split, within 0.5 point of scikit-learn's
+    // default (C 1) or above it.
+    let r = linear_eval(&gpu, &train, &test, &LinearEvalConfig::default()).unwrap();
+    let default = sklearn_top1(&w, 1.0);
+    assert!(
+        r.top1 >= default - 0.5,
+        "{:.2}% against scikit-learn's {default}% ({r:?})",
+        r.top1
+    );
+    assert!((r.top1 - sklearn_top1(&w, r.chosen)).abs() <= 0.3, "{r:?}");
 }
 
 /// kNN in f64: cosine similarity, the k most similar, votes exp(s / T).
