@@ -77,6 +77,9 @@ fn the_window_trains_and_shows_the_run_and_watch_shows_it_again() {
         metrics.len()
     );
     assert!(!byol_wgpu::train::checkpoint::list(&run).is_empty());
+    // The window's run ends with the verdict too.
+    let verdict = std::fs::read_to_string(run.join("verdict.json")).unwrap();
+    assert!(verdict.contains("random_init_top1"), "{verdict}");
 
     let watched = dir.path().join("watch.png");
     xvfb(&[

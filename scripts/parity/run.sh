@@ -34,6 +34,8 @@ for seed in ${SEEDS:-0 1 2}; do
   torch "pytorch-seed$seed" --seed "$seed"
   encoders+=("byol-wgpu-seed$seed=$OUT/byol-wgpu-seed$seed.safetensors" "pytorch-seed$seed=$OUT/pytorch-seed$seed.safetensors")
 done
-wgpu byol-wgpu-paper-views --brightness additive --interpolation bicubic
-encoders+=("byol-wgpu-paper-views=$OUT/byol-wgpu-paper-views.safetensors")
+if [[ -n ${PAPER_VIEWS:-} ]]; then # the paper's views as well (one more byol-wgpu run)
+  wgpu byol-wgpu-paper-views --brightness additive --interpolation bicubic
+  encoders+=("byol-wgpu-paper-views=$OUT/byol-wgpu-paper-views.safetensors")
+fi
 python3 evaluate.py "${encoders[@]}" --random-init random-init --pixels raw-pixels --json "$OUT/parity.json"

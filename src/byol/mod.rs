@@ -223,7 +223,7 @@ impl ByolStep {
     }
 }
 
-/// A linear classifier on stop_gradient(y), trained by its own SGD with Nesterov momentum in
+/// A linear classifier on stop_gradient(y), batch-normalised, trained by its own SGD with Nesterov momentum in
 /// the same phase as the forward pass.
 fn append_probe(l: &mut Layers, y: TensorId, batch: usize, classes: usize) -> Result<Probe> {
     let padded = classes.next_multiple_of(4);
@@ -232,10 +232,17 @@ fn append_probe(l: &mut Layers, y: TensorId, batch: usize, classes: usize) -> Re
     let features = l.graph.stop_gradient(y);
     let first = l.params.len();
     l.prefix = "probe.".into();
-    let logits = l.linear("fc", features, padded, true);
+    // Standardised over the batch first: the representation's scale differs between networks
+    // and drifts through training, and one learning rate has to suit all of it.
+    let standard = l.batch_norm("bn", features);
+    let logits = l.linear("fc", standard, padded, true);
     let per_sample = l.graph.apply(SoftmaxCrossEntropy, &[logits, labels]);
     let loss = l.graph.mean(per_sample, 0);
-    let params: Vec<NamedParam> = l.params[first..].to_vec();
+    let params: Vec<NamedParam> = l.params[first..]
+        .iter()
+        .filter(|p| p.role != ParamRole::RunningStat)
+        .cloned()
+        .collect();
     let ids: Vec<TensorId> = params.iter().map(|p| p.id).collect();
     let grads = l.graph.grad(loss, &ids)?;
     Sgd {

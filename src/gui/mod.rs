@@ -41,7 +41,7 @@ fn native_options() -> eframe::NativeOptions {
 }
 
 /// Trains `trainer` on a thread of its own while a window shows it; returns when both end.
-pub fn train_with_window(mut trainer: Trainer, options: WindowOptions) -> Result<()> {
+pub fn train_with_window(mut trainer: Trainer, options: WindowOptions) -> Result<Trainer> {
     let total = trainer
         .config
         .stop_after
@@ -74,7 +74,7 @@ pub fn train_with_window(mut trainer: Trainer, options: WindowOptions) -> Result
                     ctx.request_repaint();
                 }
             };
-            train_live(&mut trainer, probe.as_ref(), &state, &control, &wake)
+            train_live(&mut trainer, probe.as_ref(), &state, &control, &wake).map(|()| trainer)
         })
     };
     let ui_result = eframe::run_native(

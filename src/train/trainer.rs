@@ -128,7 +128,7 @@ impl Trainer {
     /// Continues the run whose checkpoint (or run directory) is `path`.
     pub fn resume(gpu: &Arc<Gpu>, path: &Path, stop_after: Option<u64>) -> Result<Self> {
         let dir = checkpoint::resolve(path)?;
-        let (mut state, tensors) = checkpoint::load(&dir)?;
+        let (mut state, mut tensors) = checkpoint::load(&dir)?;
         if stop_after.is_some() {
             state.config.stop_after = stop_after;
         }
@@ -138,6 +138,16 @@ impl Trainer {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| path.to_path_buf());
         let trainer = Self::build(gpu, state, &run)?;
+        // Checkpoints from before the probe standardised its features lack probe.bn.*: the
+        // probe watches the run and is no part of the model, so missing parts start fresh.
+        let values = trainer
+            .step
+            .initial_values(trainer.config.seed, trainer.config.target_init);
+        for (p, v) in trainer.step.params.iter().zip(values) {
+            if p.name.starts_with("probe.") && !tensors.tensors.contains_key(&p.name) {
+                tensors.insert(&p.name, &p.shape, v);
+            }
+        }
         crate::nn::upload(&trainer.exe, &trainer.step.params, &tensors, "")?;
         Ok(trainer)
     }
