@@ -28,6 +28,12 @@ pub enum Error {
     Gpu(String),
     #[error("{path}: {msg}")]
     File { path: PathBuf, msg: String },
+    #[error("interrupted at step {step}; checkpoint {}; continue with `byol train --resume {}`", checkpoint.display(), run.display())]
+    Interrupted {
+        step: u64,
+        checkpoint: PathBuf,
+        run: PathBuf,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -208,6 +208,8 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             match e {
                 Error::NoAdapter { .. } => ExitCode::from(2),
+                // The shell's code for a run ended by a signal it caught.
+                Error::Interrupted { .. } => ExitCode::from(130),
                 _ => ExitCode::FAILURE,
             }
         }

@@ -169,6 +169,75 @@ fn fails(args: &[&str]) -> String {
     last
 }
 
+/// SIGINT and SIGTERM: the run finishes the step in flight, writes a checkpoint, exits 130
+/// naming it, and resumes from it to the very metrics of a run never stopped.
+#[test]
+fn a_signal_stops_the_run_with_a_checkpoint_it_resumes_from_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    train(&tiny(1), &straight, 20);
+    for signal in ["INT", "TERM"] {
+        let run = dir.path().join(signal);
+        let mut child = byol()
+            .args([
+                "train",
+                "--preset",
+                "tiny",
+                "--data",
+                sample().to_str().unwrap(),
+            ])
+            .args([
+                "--subset",
+                "160",
+                "--batch",
+                "16",
+                "--epochs",
+                "2",
+                "--warmup-epochs",
+                "0.5",
+            ])
+            .args(["--out", run.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let metrics = run.join("metrics.jsonl");
+        let steps = || std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count());
+        while steps() < 3 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "SIG{signal}: the run ended before the signal"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
+        let stopped = steps() as u64;
+        assert!(stopped < 20, "SIG{signal}: the run went on to the end");
+        let last = err.lines().last().unwrap();
+        let name = format!("step-{stopped:08}");
+        assert!(
+            last.contains(&format!("interrupted at step {stopped}"))
+                && last.contains(&name)
+                && last.contains("--resume"),
+            "SIG{signal}: {err}"
+        );
+        assert!(run
+            .join("checkpoints")
+            .join(&name)
+            .join("state.json")
+            .exists());
+        resume(&run, 20);
+        assert_eq!(deterministic(&run), deterministic(&straight), "SIG{signal}");
+    }
+}
+
 #[test]
 fn the_cli_trains_resumes_and_refuses_bad_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,11 +283,14 @@ fn the_cli_trains_resumes_and_refuses_bad_input() {
     let verdict: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
     let top1 = |key: &str| verdict[key].as_f64().unwrap();
-    assert!((0.0..=100.0).contains(&top1("online_top1")), "{verdict}");
-    assert!(
-        (0.0..=100.0).contains(&top1("random_init_top1")),
-        "{verdict}"
-    );
+    for key in [
+        "online_top1",
+        "random_init_top1",
+        "online_linear_top1",
+        "random_init_linear_top1",
+    ] {
+        assert!((0.0..=100.0).contains(&top1(key)), "{key}: {verdict}");
+    }
     assert!(
         stdout.contains("online encoder") && stdout.contains("random-init encoder"),
         "{stdout}"
@@ -293,6 +365,46 @@ fn the_online_probe_logs_accuracy_and_leaves_training_alone() {
     let da: Vec<_> = a.iter().map(|m| m.deterministic_part()).collect();
     let db: Vec<_> = b.iter().map(|m| m.deterministic_part()).collect();
     assert_eq!(da, db);
+}
+
+/// Two classes any encoder tells apart (dark and light images with noise): the online probe,
+/// on the batch-normalised representation, must get almost every training batch right once
+/// it has seen a few.
+#[test]
+fn the_online_probe_learns_separable_classes() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for (class, level) in [("dark", 40u8), ("light", 210u8)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..64 {
+            let img = image::GrayImage::from_fn(28, 28, |_, _| {
+                image::Luma([level.saturating_add_signed(rng.random_range(-30..=30))])
+            });
+            img.save(data.join(class).join(format!("{i:02}.png")))
+                .unwrap();
+        }
+    }
+    let mut config = tiny(1);
+    config.data = Some(data);
+    config.image_size = Some(28);
+    config.subset = None;
+    config.epochs = 3;
+    let run = dir.path().join("run");
+    let mut t = Trainer::new(&common::gpu(), config, &run).unwrap();
+    t.run(&mut |_| {}).unwrap();
+    let log = metrics::read(&run.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.len(), 24);
+    let late: Vec<f64> = log[16..]
+        .iter()
+        .map(|m| m.probe_accuracy.unwrap())
+        .collect();
+    let mean = late.iter().sum::<f64>() / late.len() as f64;
+    assert!(
+        mean >= 95.0,
+        "the probe's accuracy over the last 8 steps: {late:?}"
+    );
 }
 
 #[test]

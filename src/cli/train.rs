@@ -1,6 +1,7 @@
 //! `byol train`: flags over a config file over a preset, then the loop with a progress bar.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
@@ -10,8 +11,8 @@ use byol_wgpu::augment::{Brightness, Interpolation};
 use byol_wgpu::byol::TargetInit;
 use byol_wgpu::gpu::Gpu;
 use byol_wgpu::nn::Stem;
-use byol_wgpu::train::{Event, TrainConfig, Trainer};
-use byol_wgpu::Result;
+use byol_wgpu::train::{Control, Event, TrainConfig, Trainer};
+use byol_wgpu::{Error, Result};
 
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
@@ -227,6 +228,8 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
         .stop_after
         .unwrap_or(trainer.info.total_steps)
         .min(trainer.info.total_steps);
+    let control = stop_on_signal()?;
+    let mut last_checkpoint = None;
     let bar = progress_bar(total, trainer.state().step);
     let quiet_every = (total / 20).max(1);
     let mut on = |e: Event| match e {
@@ -258,12 +261,22 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
             });
         }
         Event::EpochEnd { .. } => {}
-        Event::Checkpoint(p) => bar.suspend(|| eprintln!("checkpoint: {}", p.display())),
+        Event::Checkpoint(p) => {
+            bar.suspend(|| eprintln!("checkpoint: {}", p.display()));
+            last_checkpoint = Some(p.to_path_buf());
+        }
     };
-    let result = trainer.run(&mut on);
+    let result = trainer.run_with(&mut on, &mut |_| {}, Some(&control));
     bar.finish_and_clear();
     result?;
     let s = trainer.state();
+    if control.stop.load(Ordering::Relaxed) && s.step < total {
+        return Err(Error::Interrupted {
+            step: s.step,
+            checkpoint: last_checkpoint.unwrap_or_default(),
+            run: trainer.out.clone(),
+        });
+    }
     // `epoch` is the epoch the loader is in, not the number completed: count them by steps.
     let epochs = s.step as f64 / trainer.info.steps_per_epoch as f64;
     println!(
@@ -275,9 +288,29 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
     report_verdict(&trainer)
 }
 
+/// Ctrl-C or SIGTERM: the first stops the run after the step in flight, with a checkpoint; a
+/// second exits at once, leaving the checkpoints there are.
+fn stop_on_signal() -> Result<Arc<Control>> {
+    let control = Arc::new(Control::default());
+    let flag = control.clone();
+    ctrlc::set_handler(move || {
+        if flag.stop.swap(true, Ordering::Relaxed) {
+            eprintln!("\nstopped at once; the last checkpoint stands");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nstopping after the step in flight, with a checkpoint (Ctrl-C again to quit at once)"
+        );
+    })
+    .map_err(|e| Error::Training(format!("cannot catch Ctrl-C: {e}")))?;
+    Ok(control)
+}
+
 /// The run's last lines: its online encoder against a random one, also in DIR/verdict.json.
 fn report_verdict(trainer: &Trainer) -> Result<()> {
-    eprintln!("scoring the online encoder against a random-init one (kNN on the test split)...");
+    eprintln!(
+        "scoring the online encoder against a random-init one (linear probe and kNN on the test split)..."
+    );
     match byol_wgpu::train::verdict(trainer)? {
         Some(v) => {
             let json = serde_json::to_vec_pretty(&v).expect("verdicts serialise");
@@ -338,16 +371,15 @@ fn progress_bar(total: u64, done: u64) -> ProgressBar {
 
 #[cfg(feature = "gui")]
 fn run_in_window(trainer: Trainer, args: &TrainArgs) -> Result<()> {
-    let out = trainer.out.clone();
-    byol_wgpu::gui::train_with_window(
+    let trainer = byol_wgpu::gui::train_with_window(
         trainer,
         byol_wgpu::gui::WindowOptions {
             screenshot: args.screenshot.clone(),
             screenshot_after: args.screenshot_after,
         },
     )?;
-    println!("run: {}", out.display());
-    Ok(())
+    println!("run: {}", trainer.out.display());
+    report_verdict(&trainer)
 }
 
 #[cfg(not(feature = "gui"))]
