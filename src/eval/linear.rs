@@ -221,15 +221,16 @@ pub fn linear_eval(
     let (hyperparameter, grid, mut score): (&str, &[f64], Scorer) = match cfg.solver {
         Solver::Lbfgs => {
             let (xtr, labels) = (&xtr, &train_labels);
-            // Each fit starts from the previous optimum: the grid's neighbours and the refit
-            // on all rows lie close to it.
-            let mut last: Option<Logistic> = None;
+            // Each fit starts from the nearest optimum found so far: the held-out fit of the
+            // same C (for the refit on all rows), else the previous C's.
+            let mut fitted: Vec<(f64, Logistic)> = Vec::new();
             let score = move |fit: &[usize], c: f64, x: &[f32], y: &[u32], rows: &[usize]| {
                 let fit_rows = Rows::gather(xtr, dim, labels, fit);
+                let start = fitted.iter().rev().find(|f| f.0 == c).or(fitted.last());
                 let stop = Stopping::default();
-                let (model, _) = Logistic::fit(&fit_rows, classes, c, last.as_ref(), &stop);
+                let (model, _) = Logistic::fit(&fit_rows, classes, c, start.map(|f| &f.1), &stop);
                 let score = model.score(&Rows::gather(x, dim, y, rows));
-                last = Some(model);
+                fitted.push((c, model));
                 Ok(Some(score))
             };
             ("C", &cfg.cs, Box::new(score))
