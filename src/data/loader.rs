@@ -61,9 +61,8 @@ impl Loader {
     ///
     /// Its generator is keyed by the seed with a salt of its own. Unsalted, epoch 0 shared
     /// the initial weights' stream (`nn::initial_values`), so the first epoch's order was a
-    /// function of the very bits that drew conv1's weights: measured on Fashion-MNIST at equal
-    /// work, a PyTorch BYOL given such a correlated pair scored 52% linear top-1 where the
-    /// same views with an independent init scored 76% (README, parity).
+    /// function of the very bits that drew conv1's weights; draws meant to be independent
+    /// now are.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ ORDER_SALT);
         rng.set_stream(epoch);
