@@ -25,7 +25,7 @@ impl Default for Stopping {
 }
 
 /// How a minimisation ended.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Outcome {
     pub iterations: usize,
     pub evaluations: usize,

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::lbfgs::Stopping;
 use super::linear_sgd::{Classifier, SgdRun};
-use super::logistic::{Logistic, Rows};
+use super::logistic::{log_sum_exp, Logistic, Rows};
 use super::Features;
 use crate::gpu::Gpu;
 use crate::{Error, Result};
@@ -105,12 +105,10 @@ impl Tally {
     pub(super) fn add(&mut self, logits: &[f64], label: usize) {
         let truth = logits[label];
         let above = logits.iter().filter(|&&v| v > truth).count();
-        let max = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-        let sum: f64 = logits.iter().map(|v| (v - max).exp()).sum();
         self.rows += 1;
         self.top1 += usize::from(above == 0);
         self.top5 += usize::from(above < 5);
-        self.cross_entropy += max + sum.ln() - truth;
+        self.cross_entropy += log_sum_exp(logits) - truth;
     }
 
     pub(super) fn score(&self) -> Score {

@@ -97,6 +97,12 @@ fn logits(params: &[f64], dim: usize, x: &[f64], out: &mut [f64]) {
     }
 }
 
+/// log(sum(exp(z))), shifted by the largest entry so nothing overflows.
+pub(super) fn log_sum_exp(z: &[f64]) -> f64 {
+    let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+    max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
 /// The objective at `params`, its gradient written to `grad`.
 fn objective(params: &[f64], grad: &mut [f64], rows: &Rows, classes: usize, c: f64) -> f64 {
     let (n, dim) = (rows.len(), rows.dim);
@@ -113,13 +119,12 @@ fn objective(params: &[f64], grad: &mut [f64], rows: &Rows, classes: usize, c: f
                     for i in start..(start + chunk).min(n) {
                         let x = rows.row(i);
                         logits(params, dim, x, &mut z);
-                        let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-                        let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+                        let lse = log_sum_exp(&z);
                         let label = rows.labels[i] as usize;
-                        loss += max + sum.ln() - z[label];
+                        loss += lse - z[label];
                         let (gw, gb) = g.split_at_mut(classes * dim);
                         for k in 0..classes {
-                            let dz = (z[k] - max).exp() / sum - f64::from(u8::from(k == label));
+                            let dz = (z[k] - lse).exp() - f64::from(u8::from(k == label));
                             gb[k] += dz;
                             gw[k * dim..(k + 1) * dim]
                                 .iter_mut()
