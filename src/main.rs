@@ -33,6 +33,10 @@ struct AdapterArgs {
     /// Use the adapter whose name contains this (case-insensitive)
     #[arg(long, global = true, env = "BYOL_ADAPTER")]
     adapter: Option<String>,
+    /// Use at most this many bytes per buffer binding, below the adapter's limit: to see how a
+    /// run fits a smaller GPU
+    #[arg(long, global = true, env = "BYOL_MAX_BINDING_BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    max_binding_bytes: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -128,13 +132,14 @@ enum Command {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Images/s of whole BYOL steps (augmentations, both networks, LARS, EMA) for a preset's
-    /// networks (default: small, a small-stem ResNet-18 at 32x32) and the bytes allocated
-    /// after the first step
+    /// networks and the bytes allocated after the first step. Default: the small preset at
+    /// 3x32x32 on a hardware GPU, the quick preset at 1x28x28 on a CPU adapter (minutes there)
     Step {
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = "small")]
-        preset: String,
+        /// Default: small on a GPU, quick on a CPU adapter
+        #[arg(long)]
+        preset: Option<String>,
         /// Images per step (default: the preset's)
         #[arg(long)]
         batch: Option<usize>,
@@ -144,12 +149,12 @@ enum BenchCommand {
         /// Projector/predictor hidden width (default: the preset's)
         #[arg(long)]
         hidden: Option<usize>,
-        /// View side in pixels
-        #[arg(long, default_value_t = 32)]
-        image_size: usize,
-        /// Image channels
-        #[arg(long, default_value_t = 3)]
-        channels: usize,
+        /// View side in pixels (default: 28 for quick and tiny, else 32)
+        #[arg(long)]
+        image_size: Option<usize>,
+        /// Image channels (default: 1 for quick and tiny, else 3)
+        #[arg(long)]
+        channels: Option<usize>,
         /// Timed steps after the first
         #[arg(long, default_value_t = 3)]
         steps: usize,
@@ -161,8 +166,10 @@ enum BenchCommand {
     Augment {
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 256)]
-        batch: usize,
+        /// Images per batch (default: 256 on a GPU, 64 on a CPU adapter), fewer where a
+        /// batch of views would not fit one buffer binding
+        #[arg(long)]
+        batch: Option<usize>,
     },
     /// Convolution GFLOP/s (forward and both gradients) for every layer shape of a small-stem
     /// ResNet-18 at 32x32, beside the matmul figure, and ResNet-18 images/s
@@ -201,6 +208,7 @@ fn main() -> ExitCode {
     let choice = AdapterChoice {
         backend: cli.adapter.backend,
         name: cli.adapter.adapter,
+        max_binding_bytes: cli.adapter.max_binding_bytes,
     };
     match run(cli.command, &choice) {
         Ok(()) => ExitCode::SUCCESS,
@@ -330,12 +338,17 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
             steps,
             profile,
         } => {
+            let preset =
+                preset.unwrap_or_else(|| if gpu.is_cpu() { "quick" } else { "small" }.to_string());
             let mut config = byol_wgpu::train::TrainConfig::preset(&preset)?;
             config.batch = batch.unwrap_or(config.batch);
             config.width = width.unwrap_or(config.width);
             config.hidden = hidden.unwrap_or(config.hidden);
             config.accumulate = 1;
-            let image = [channels, image_size, image_size];
+            let grayscale = matches!(preset.as_str(), "quick" | "tiny");
+            let side = image_size.unwrap_or(if grayscale { 28 } else { 32 });
+            let channels = channels.unwrap_or(if grayscale { 1 } else { 3 });
+            let image = [channels, side, side];
             print_report(
                 &bench::step_report(gpu, &config, image, steps, profile)?,
                 json,
@@ -343,6 +356,7 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
             );
         }
         BenchCommand::Augment { json, batch } => {
+            let batch = batch.unwrap_or(if gpu.is_cpu() { 64 } else { 256 });
             print_report(
                 &bench::augment_report(gpu, batch)?,
                 json,

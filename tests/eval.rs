@@ -10,6 +10,7 @@ use byol_wgpu::data::{self, Split, ViewSpec};
 use byol_wgpu::eval::{
     encode_dataset, knn_eval, linear_eval, Encoder, Features, LinearEvalConfig, Solver,
 };
+use byol_wgpu::gpu::AdapterChoice;
 use byol_wgpu::nn::{load_safetensors, random_encoder, ResNetConfig, Stem, Weights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -169,6 +170,21 @@ fn knn_matches_the_reference() {
         let want = knn_reference(&train, &test, k, t);
         assert!((r.top1 - want).abs() < 1e-9, "k {k}: {} vs {want}", r.top1);
         assert!(r.top1 > 30.0 && r.top5 >= r.top1);
+    }
+    // An adapter that binds at most 16 KiB: the bank is scored in slices of 32 rows.
+    let small = byol_wgpu::gpu::Gpu::new(&AdapterChoice {
+        max_binding_bytes: Some(16 << 10),
+        ..AdapterChoice::from_env()
+    })
+    .unwrap();
+    for (k, t) in [(1, 0.1), (20, 0.07)] {
+        let sliced = knn_eval(&small, &train, &test, k, t).unwrap();
+        let want = knn_reference(&train, &test, k, t);
+        assert!(
+            (sliced.top1 - want).abs() < 1e-9,
+            "k {k}: {} vs {want}",
+            sliced.top1
+        );
     }
 }
 

@@ -90,14 +90,19 @@ struct Source {
 }
 
 /// A run's (or checkpoint's) online-encoder tensors and its state.
+/// A damaged newest checkpoint is passed over, with a line saying so.
 pub fn load_checkpoint(path: &Path) -> Result<(checkpoint::TrainState, Weights)> {
-    checkpoint::load(path)
+    let loaded = checkpoint::load(path)?;
+    for line in loaded.fallback_lines() {
+        eprintln!("{line}");
+    }
+    Ok((loaded.state, loaded.tensors))
 }
 
 /// Encoder weights from a run or checkpoint directory (with the run's state) or a file.
 pub fn load_encoder(path: &Path) -> Result<(Option<checkpoint::TrainState>, Weights)> {
     if path.is_dir() {
-        let (state, w) = checkpoint::load(path)?;
+        let (state, w) = load_checkpoint(path)?;
         Ok((Some(state), w))
     } else {
         Ok((None, nn::load_safetensors(path)?))

@@ -357,6 +357,9 @@ fn report_start(trainer: &Trainer, ready_s: f64) {
         i.kernels_per_step,
         trainer.out.display()
     );
+    for note in &trainer.notes {
+        eprintln!("{note}");
+    }
 }
 
 fn progress_bar(total: u64, done: u64) -> ProgressBar {

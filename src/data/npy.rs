@@ -60,8 +60,18 @@ pub fn read(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
                 .map_err(|_| bad(path, format!("shape {shape_text}")))
         })
         .collect::<Result<_>>()?;
-    let count: usize = shape.iter().product();
     let body = &bytes[offset + header_len..];
+    // A shape claiming more values than the file could hold is refused before any allocation.
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= body.len())
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!("{} bytes of data for shape {shape:?}", body.len()),
+            )
+        })?;
     let data: Vec<f32> = match descr.trim_matches('\'') {
         "<f4" | "|f4" if body.len() >= count * 4 => body[..count * 4]
             .chunks_exact(4)

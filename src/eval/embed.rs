@@ -139,7 +139,9 @@ pub fn embed_npy(
             msg: "no images".into(),
         });
     }
-    let encoder = Encoder::new(gpu, weights, batch.clamp(1, n), [c, h, w])?;
+    let encoder = super::features::halving_until_it_fits(batch.clamp(1, n), |batch| {
+        Encoder::new(gpu, weights, batch, [c, h, w])
+    })?;
     let y = encoder.embed(&data)?;
     npy::write(out, &[n, encoder.config.out_dim()], &y)?;
     Ok((n, encoder.config.out_dim()))

@@ -52,7 +52,8 @@ pub struct DatasetEncoder {
 }
 
 impl DatasetEncoder {
-    /// For batches of `batch` images no larger than `max_side`, seen as `view` says.
+    /// For batches of `batch` images no larger than `max_side`, seen as `view` says, or of
+    /// fewer where the adapter cannot hold `batch` at once.
     pub fn new(
         gpu: &Arc<Gpu>,
         weights: &Weights,
@@ -61,17 +62,19 @@ impl DatasetEncoder {
         max_side: usize,
     ) -> Result<Self> {
         let (side, channels) = (view.side, view.channels);
-        let encoder = Encoder::new(gpu, weights, batch, [channels, side, side])?;
-        let augmenter = Augmenter::new(
-            gpu,
-            batch,
-            side,
-            channels,
-            &view.normalization,
-            max_side,
-            &[encoder.input_buffer()?],
-        )?;
-        Ok(Self { encoder, augmenter })
+        halving_until_it_fits(batch, |batch| {
+            let encoder = Encoder::new(gpu, weights, batch, [channels, side, side])?;
+            let augmenter = Augmenter::new(
+                gpu,
+                batch,
+                side,
+                channels,
+                &view.normalization,
+                max_side,
+                &[encoder.input_buffer()?],
+            )?;
+            Ok(Self { encoder, augmenter })
+        })
     }
 
     /// Representations [images.len(), dim] (any count: batches are padded with copies).
@@ -102,8 +105,8 @@ pub fn encode_dataset(
     if n == 0 {
         return Err(Error::Config("the dataset has no images".into()));
     }
-    let batch = batch.clamp(1, n);
-    let encoder = DatasetEncoder::new(gpu, weights, view, batch, dataset.max_side())?;
+    let encoder = DatasetEncoder::new(gpu, weights, view, batch.clamp(1, n), dataset.max_side())?;
+    let batch = encoder.encoder.batch();
     collect_batches(dataset, n, batch, encoder.encoder.out_dim(), |images| {
         encoder.encode(images)
     })
@@ -122,24 +125,41 @@ pub fn pixel_features(
     if n == 0 {
         return Err(Error::Config("the dataset has no images".into()));
     }
-    let batch = batch.clamp(1, n);
     let (side, channels) = (view.side, view.channels);
     let dim = channels * side * side;
-    let views = gpu.storage_buffer("pixel views", (batch * dim * 4) as u64)?;
-    let augmenter = Augmenter::new(
-        gpu,
-        batch,
-        side,
-        channels,
-        &view.normalization,
-        dataset.max_side(),
-        &[&views],
-    )?;
+    let (batch, views, augmenter) = halving_until_it_fits(batch.clamp(1, n), |batch| {
+        let views = gpu.storage_buffer("pixel views", (batch * dim * 4) as u64)?;
+        let augmenter = Augmenter::new(
+            gpu,
+            batch,
+            side,
+            channels,
+            &view.normalization,
+            dataset.max_side(),
+            &[&views],
+        )?;
+        Ok((batch, views, augmenter))
+    })?;
     collect_batches(dataset, n, batch, dim, |images| {
         upload_centre_views(&augmenter, images, batch)?;
         gpu.run(augmenter.dispatches())?;
         gpu.read_f32(&views, images.len() * dim)
     })
+}
+
+/// `make(batch)`, halving the batch while the adapter cannot hold its buffers. Features do
+/// not depend on the batch (inference-mode batch norm), so only speed changes.
+pub(crate) fn halving_until_it_fits<T>(
+    batch: usize,
+    mut make: impl FnMut(usize) -> Result<T>,
+) -> Result<T> {
+    let mut batch = batch;
+    loop {
+        match make(batch) {
+            Err(Error::AdapterLimit { .. }) if batch > 1 => batch /= 2,
+            result => return result,
+        }
+    }
 }
 
 /// Uploads the centre views of `images`, padded to `batch` with copies of the last.

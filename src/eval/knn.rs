@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Features;
 use crate::gpu::Gpu;
-use crate::graph::{Executable, Graph};
+use crate::graph::{Executable, Graph, TensorId};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,36 +47,50 @@ pub fn knn_eval(
     }
     let classes = train_labels.iter().max().map_or(0, |&m| m as usize + 1);
     let k = k.min(train.len());
-    let queries = 128.min(test.len());
     // Widths padded to multiples of 4 for the fast matmul kernels; padded bank rows are zero
-    // and never considered.
-    let (dim, bank_rows) = (
-        train.dim.next_multiple_of(4),
-        train.len().next_multiple_of(4),
-    );
-    let pad = |x: Vec<f32>, rows: usize| -> Vec<f32> {
+    // and never considered. The bank is cut into slices whose rows, and whose similarities to
+    // a batch of queries, each fit one buffer binding.
+    let dim = train.dim.next_multiple_of(4);
+    let binding_floats = (gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size)
+        / 4) as usize;
+    let queries = 128.min(test.len()).min(binding_floats / dim).max(1);
+    let slice_rows = (binding_floats / dim.max(queries) / 4 * 4)
+        .min(train.len().next_multiple_of(4))
+        .max(4);
+    let pad = |x: &[f32], rows: usize| -> Vec<f32> {
         let mut out = vec![0f32; rows * dim];
         for (i, r) in x.chunks(train.dim).enumerate() {
             out[i * dim..i * dim + train.dim].copy_from_slice(r);
         }
         out
     };
-    let mut g = Graph::new();
-    let q = g.input("queries", &[queries, dim]);
-    let bank = g.input("bank", &[bank_rows, dim]);
-    let sims = g.matmul_t(q, bank, false, true);
-    let exe = Executable::new(gpu, &g, &[sims])?;
-    exe.write(bank, &pad(normalized(train), bank_rows))?;
-    let xq = pad(normalized(test), test.len());
+    let bank = normalized(train);
+    let slices = bank
+        .chunks(slice_rows * train.dim)
+        .map(|rows| BankSlice::new(gpu, &pad(rows, slice_rows), queries, slice_rows, dim))
+        .collect::<Result<Vec<_>>>()?;
+    let xq = pad(&normalized(test), test.len());
     let (mut top1, mut top5) = (0usize, 0usize);
     let mut qb = vec![0f32; queries * dim];
     let mut idx: Vec<usize> = (0..train.len()).collect();
+    let mut row = vec![0f32; train.len()];
     for start in (0..test.len()).step_by(queries) {
         let rows = queries.min(test.len() - start);
         qb[..rows * dim].copy_from_slice(&xq[start * dim..(start + rows) * dim]);
-        let s = exe.run(&[(q, &qb)])?.remove(0);
+        let sims = slices
+            .iter()
+            .map(|s| s.similarities(&qb))
+            .collect::<Result<Vec<_>>>()?;
         for r in 0..rows {
-            let row = &s[r * bank_rows..r * bank_rows + train.len()];
+            for (j, s) in sims.iter().enumerate() {
+                let first = j * slice_rows;
+                let count = slice_rows.min(train.len() - first);
+                row[first..first + count]
+                    .copy_from_slice(&s[r * slice_rows..r * slice_rows + count]);
+            }
             idx.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
             let mut votes = vec![0f64; classes];
             for &i in &idx[..k] {
@@ -98,4 +112,33 @@ pub fn knn_eval(
         top1: 100.0 * top1 as f64 / n,
         top5: 100.0 * top5 as f64 / n,
     })
+}
+
+/// A slice of the training bank on the device, with the product that scores queries against it.
+struct BankSlice {
+    exe: Executable,
+    queries: TensorId,
+}
+
+impl BankSlice {
+    fn new(
+        gpu: &Arc<Gpu>,
+        rows: &[f32],
+        queries: usize,
+        bank_rows: usize,
+        dim: usize,
+    ) -> Result<Self> {
+        let mut g = Graph::new();
+        let q = g.input("queries", &[queries, dim]);
+        let bank = g.input("bank", &[bank_rows, dim]);
+        let sims = g.matmul_t(q, bank, false, true);
+        let exe = Executable::new(gpu, &g, &[sims])?;
+        exe.write(bank, rows)?;
+        Ok(Self { exe, queries: q })
+    }
+
+    /// Cosine similarities [queries, bank rows] of the (normalised) `queries`.
+    fn similarities(&self, queries: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.exe.run(&[(self.queries, queries)])?.remove(0))
+    }
 }

@@ -10,15 +10,19 @@ pub struct AdapterChoice {
     pub backend: Option<String>,
     /// A case-insensitive substring of the adapter's name.
     pub name: Option<String>,
+    /// Use at most this many bytes per buffer and storage binding, below the adapter's own
+    /// limits: to see how a run fits a smaller GPU.
+    pub max_binding_bytes: Option<u64>,
 }
 
 impl AdapterChoice {
-    /// The choice made through `BYOL_BACKEND` and `BYOL_ADAPTER`.
+    /// The choice made through `BYOL_BACKEND`, `BYOL_ADAPTER` and `BYOL_MAX_BINDING_BYTES`.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         Self {
             backend: var("BYOL_BACKEND"),
             name: var("BYOL_ADAPTER"),
+            max_binding_bytes: var("BYOL_MAX_BINDING_BYTES").and_then(|v| v.trim().parse().ok()),
         }
     }
 
@@ -27,6 +31,7 @@ impl AdapterChoice {
         Self {
             backend: self.backend.or(fallback.backend),
             name: self.name.or(fallback.name),
+            max_binding_bytes: self.max_binding_bytes.or(fallback.max_binding_bytes),
         }
     }
 

@@ -43,7 +43,14 @@ impl Gpu {
         let info = adapter.get_info();
         let wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = choice.max_binding_bytes {
+            // A multiple of the 256-byte offset alignment, as adapters report their own.
+            let cap = (cap / 256 * 256).max(256);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+            limits.max_buffer_size = limits.max_buffer_size.min(cap);
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("byol"),
             required_features: adapter.features() & wanted,

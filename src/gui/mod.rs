@@ -158,15 +158,17 @@ fn watch_loop(
     let mut probe: Option<(Vec<crate::data::Image>, Vec<Option<u32>>)> = None;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let metrics = crate::train::metrics::read(&dir.join("metrics.jsonl"))?;
-        let newest = crate::train::checkpoint::list(dir).pop();
+        // A new checkpoint, read only when one appears; a damaged one is passed over.
+        let fresh = crate::train::checkpoint::list(dir)
+            .pop()
+            .filter(|c| Some(c) != shown_checkpoint.as_ref())
+            .and_then(|_| crate::train::checkpoint::load(dir).ok())
+            .filter(|c| Some(&c.dir) != shown_checkpoint.as_ref());
         let mut embedding = None;
         let mut views = None;
         let mut total = 0;
-        if let Some(ckpt) = newest
-            .as_ref()
-            .filter(|c| Some(*c) != shown_checkpoint.as_ref())
-        {
-            let (run_state, tensors) = crate::train::checkpoint::load(ckpt)?;
+        if let Some(loaded) = fresh {
+            let (ckpt, run_state, tensors) = (loaded.dir, loaded.state, loaded.tensors);
             let config = &run_state.config;
             total = config.stop_after.unwrap_or(u64::MAX);
             if probe.is_none() {

@@ -9,4 +9,7 @@ mod weights;
 pub use init::{initial_values, random_encoder};
 pub use layers::{Layers, Mode, NamedParam, ParamRole};
 pub use resnet::{Block, ResNetConfig, Stem};
-pub use weights::{load_safetensors, save_safetensors, upload, write_atomically, Weights};
+pub use weights::{
+    load_safetensors, parse_safetensors, safetensors_bytes, save_safetensors, upload,
+    write_atomically, Weights,
+};

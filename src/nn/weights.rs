@@ -57,9 +57,14 @@ fn file_error(path: &Path, msg: impl std::fmt::Display) -> Error {
 /// Reads every tensor of a safetensors file as f32 (f16, bf16 and f64 are converted).
 pub fn load_safetensors(path: &Path) -> Result<Weights> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    parse_safetensors(path, &bytes)
+}
+
+/// The tensors of safetensors `bytes` read from `path` (named in errors), as f32.
+pub fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<Weights> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| file_error(path, format!("not a safetensors file: {e}")))?;
-    let file = SafeTensors::deserialize(&bytes)
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| file_error(path, format!("not a safetensors file: {e}")))?;
     let mut weights = Weights {
         path: path.to_path_buf(),
@@ -128,6 +133,11 @@ fn f16_to_f32(h: u16) -> f32 {
 /// Writes `weights` as f32 safetensors: to a temporary file beside `path`, synced, then renamed
 /// over it, so a crash leaves either the old file or the new one.
 pub fn save_safetensors(path: &Path, weights: &Weights) -> Result<()> {
+    write_atomically(path, &safetensors_bytes(path, weights)?)
+}
+
+/// `weights` as the bytes of an f32 safetensors file (`path` names it in errors).
+pub fn safetensors_bytes(path: &Path, weights: &Weights) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
         .tensors
         .iter()
@@ -150,8 +160,7 @@ pub fn save_safetensors(path: &Path, weights: &Weights) -> Result<()> {
         .collect::<Result<_>>()?;
     let metadata =
         (!weights.metadata.is_empty()).then(|| weights.metadata.clone().into_iter().collect());
-    let serialized = safetensors::serialize(views, metadata).map_err(|e| file_error(path, e))?;
-    write_atomically(path, &serialized)
+    safetensors::serialize(views, metadata).map_err(|e| file_error(path, e))
 }
 
 /// Temporary file, fsync, rename, fsync of the directory.

@@ -66,6 +66,9 @@ pub struct Trainer {
     tau: TauSchedule,
     /// The images embedding.png draws at every checkpoint.
     probe: super::ProbeSet,
+    /// What the trainer decided for the user while opening the run (a damaged checkpoint
+    /// passed over, a batch split to fit the adapter), one line each, for the user to read.
+    pub notes: Vec<String>,
 }
 
 /// A run's dataset split opened as the config says.
@@ -94,6 +97,12 @@ pub fn view_side(config: &TrainConfig, dataset: &dyn Dataset) -> usize {
     })
 }
 
+/// The next number of micro-batches above the config's that divides its batch into
+/// micro-batches of at least two images, if there is one.
+fn finer_split(config: &TrainConfig) -> Option<usize> {
+    (config.accumulate + 1..=config.batch / 2).find(|a| config.batch.is_multiple_of(*a))
+}
+
 impl Trainer {
     /// A new run in `out` (which must not hold one already).
     pub fn new(gpu: &Arc<Gpu>, config: TrainConfig, out: &Path) -> Result<Self> {
@@ -117,7 +126,7 @@ impl Trainer {
             },
             config: config.clone(),
         };
-        let trainer = Self::build(gpu, state, out)?;
+        let trainer = Self::build_fitting(gpu, state, out)?;
         let values = trainer.step.initial_values(config.seed, config.target_init);
         for (p, v) in trainer.step.params.iter().zip(values) {
             trainer.exe.write(p.id, &v)?;
@@ -127,8 +136,9 @@ impl Trainer {
 
     /// Continues the run whose checkpoint (or run directory) is `path`.
     pub fn resume(gpu: &Arc<Gpu>, path: &Path, stop_after: Option<u64>) -> Result<Self> {
-        let dir = checkpoint::resolve(path)?;
-        let (mut state, mut tensors) = checkpoint::load(&dir)?;
+        let loaded = checkpoint::load(path)?;
+        let notes = loaded.fallback_lines();
+        let (dir, mut state, mut tensors) = (loaded.dir, loaded.state, loaded.tensors);
         if stop_after.is_some() {
             state.config.stop_after = stop_after;
         }
@@ -137,7 +147,8 @@ impl Trainer {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_else(|| path.to_path_buf());
-        let trainer = Self::build(gpu, state, &run)?;
+        let mut trainer = Self::build_fitting(gpu, state, &run)?;
+        trainer.notes.splice(0..0, notes);
         // Checkpoints from before the probe standardised its features lack probe.bn.*: the
         // probe watches the run and is no part of the model, so missing parts start fresh.
         let values = trainer
@@ -150,6 +161,47 @@ impl Trainer {
         }
         crate::nn::upload(&trainer.exe, &trainer.step.params, &tensors, "")?;
         Ok(trainer)
+    }
+
+    /// Builds the run, splitting each batch into more micro-batches (batch norm per
+    /// micro-batch, as with --accumulate) while one micro-batch needs a buffer larger than the
+    /// adapter allows.
+    fn build_fitting(gpu: &Arc<Gpu>, mut state: TrainState, out: &Path) -> Result<Self> {
+        let asked = state.config.accumulate;
+        let mut first_refusal = None;
+        loop {
+            match Self::build(gpu, state.clone(), out) {
+                Ok(mut trainer) => {
+                    if let Some(why) = first_refusal {
+                        let c = &trainer.config;
+                        let asked = match asked {
+                            1 => "at once".to_string(),
+                            n => format!("as {n} micro-batches"),
+                        };
+                        trainer.notes.push(format!(
+                            "batch {} does not fit this adapter {asked} ({why}): training it as {} micro-batches of {} (batch norm per micro-batch, as --accumulate {} would)",
+                            c.batch,
+                            c.accumulate,
+                            c.batch / c.accumulate,
+                            c.accumulate,
+                        ));
+                    }
+                    return Ok(trainer);
+                }
+                Err(Error::AdapterLimit {
+                    what,
+                    needed,
+                    limit,
+                }) if finer_split(&state.config).is_some() => {
+                    first_refusal.get_or_insert(format!(
+                        "{what} needs {needed} bytes, the adapter binds at most {limit}"
+                    ));
+                    state.config.accumulate =
+                        finer_split(&state.config).expect("checked by the guard");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn build(gpu: &Arc<Gpu>, mut state: TrainState, out: &Path) -> Result<Self> {
@@ -239,6 +291,7 @@ impl Trainer {
             lr,
             tau,
             probe,
+            notes: Vec::new(),
         })
     }
 
