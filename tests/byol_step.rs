@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use byol_wgpu::byol::{ByolNets, ByolStep, StepOptions};
 use byol_wgpu::graph::{Executable, TensorId};
 use byol_wgpu::nn::{load_safetensors, ParamRole, ResNetConfig, Weights};
@@ -13,10 +11,7 @@ use byol_wgpu::optim::{Lars, TauSchedule};
 use common::{assert_close, gpu};
 
 fn fixture() -> Weights {
-    load_safetensors(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/byol_step.safetensors"),
-    )
-    .unwrap()
+    load_safetensors(&common::repo().join("tests/fixtures/byol_step.safetensors")).unwrap()
 }
 
 fn meta<T: serde::de::DeserializeOwned>(w: &Weights, key: &str) -> T {

@@ -1,6 +1,7 @@
 //! The repository alone is enough: a clone of its last commit, in a temporary directory with
 //! nothing beside it, holds every file the tests and the default run read (fixtures, the
-//! Fashion-MNIST sample), and no test, source or CI file reaches outside the repository.
+//! Fashion-MNIST sample), no test, source or CI file reaches outside the repository, and the
+//! clone passes its PyTorch-fixture test built from its own files.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,5 +85,45 @@ fn a_clone_with_nothing_beside_it_holds_every_file_the_tests_read() {
     assert!(
         !ci.contains(outside),
         ".ci/run reads from outside the repository"
+    );
+    the_clone_passes_its_fixture_test(&clone);
+}
+
+/// Runs this build's tests/byol_step.rs (the whole step against the PyTorch fixtures) on the
+/// clone's files, and on an empty directory, where it must fail: the fixtures it passes with
+/// are the clone's.
+fn the_clone_passes_its_fixture_test(clone: &Path) {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let test = std::fs::read_dir(&deps)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("byol_step-") && p.extension().is_none()
+        })
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("the byol_step test is built beside this one (cargo test builds every test first)");
+    let run = |repo: &Path| {
+        Command::new(&test)
+            .env("BYOL_TEST_REPO", repo)
+            .args(["two_steps_match_pytorch", "--exact"])
+            .output()
+            .unwrap()
+    };
+    let out = run(clone);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("two_steps_match_pytorch ... ok"),
+        "the fixture test on the clone's files: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert!(
+        !run(empty.path()).status.success(),
+        "the fixture test passed without fixtures: it does not read BYOL_TEST_REPO"
     );
 }

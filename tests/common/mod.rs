@@ -2,11 +2,20 @@
 //! random data, and comparisons that report the worst element.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use byol_wgpu::gpu::Gpu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// The repository whose files the tests read: this checkout, or the one `BYOL_TEST_REPO`
+/// names (tests/self_contained.rs points it at a fresh clone).
+pub fn repo() -> PathBuf {
+    std::env::var_os("BYOL_TEST_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
 
 /// One device per test binary, chosen by BYOL_BACKEND / BYOL_ADAPTER like the CLI.
 pub fn gpu() -> Arc<Gpu> {
