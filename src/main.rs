@@ -197,7 +197,8 @@ enum BenchCommand {
         /// Print one JSON object instead of a table
         #[arg(long)]
         json: bool,
-        /// Only the square sizes up to this (quick runs)
+        /// Only the shapes whose sides are at most this (default: all on a GPU, 1024 on a CPU
+        /// adapter, where 2048 takes over ten minutes)
         #[arg(long)]
         max_size: Option<usize>,
     },
@@ -313,6 +314,7 @@ fn print_report<R: serde::Serialize>(report: &R, json: bool, table: impl Fn(&R) 
 fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()> {
     match what {
         BenchCommand::Matmul { json, max_size } => {
+            let max_size = max_size.or(gpu.is_cpu().then_some(1024));
             let shapes: Vec<_> = bench::matmul_shapes()
                 .into_iter()
                 .filter(|&(m, n, k)| max_size.is_none_or(|s| m.max(n).max(k) <= s))

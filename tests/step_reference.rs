@@ -27,7 +27,7 @@ const CLASSES: usize = 10;
 
 struct Quick {
     step: ByolStep,
-    /// Feeds of the four inputs, per step.
+    /// Feeds of the inputs, per step.
     feeds: Vec<Vec<(TensorId, Vec<f32>)>>,
 }
 
@@ -57,6 +57,7 @@ fn quick() -> Quick {
             vec![
                 (step.view1, random(pixels, 10 * k + 1)),
                 (step.view2, random(pixels, 10 * k + 2)),
+                (probe.view, random(pixels, 10 * k + 3)),
                 (step.schedule, vec![0.5 - 0.1 * k as f32, 0.99]),
                 (probe.labels, labels),
                 (probe.schedule, vec![0.1, 0.0]),

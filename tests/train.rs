@@ -297,10 +297,17 @@ fn the_online_probe_logs_accuracy_and_leaves_training_alone() {
         .iter()
         .all(|m| m.probe_accuracy.is_some_and(|p| (0.0..=100.0).contains(&p))));
     assert!(b.iter().all(|m| m.probe_accuracy.is_none()));
-    // Stop-gradient: the probe changes nothing of BYOL's.
+    // Stop-gradient, and batch statistics of its own: the probe changes nothing of BYOL's,
+    // the networks' running statistics included.
     let da: Vec<_> = a.iter().map(|m| m.deterministic_part()).collect();
     let db: Vec<_> = b.iter().map(|m| m.deterministic_part()).collect();
     assert_eq!(da, db);
+    let networks = |run: &Path| {
+        let mut t = checkpoint::load(run).unwrap().tensors.tensors;
+        t.retain(|name, _| !name.contains("probe."));
+        t
+    };
+    assert_eq!(networks(&with), networks(&without));
 }
 
 /// Two classes any encoder tells apart (dark and light images with noise): the online probe,

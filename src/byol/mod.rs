@@ -35,8 +35,8 @@ pub enum TargetInit {
 pub struct StepOptions {
     /// Micro-batches per optimiser step (see `ByolStep::accumulate`).
     pub accumulate: usize,
-    /// Train a linear probe with this many classes on the online representations of view 1
-    /// (stop-gradient), alongside BYOL.
+    /// Train a linear probe with this many classes on the target encoder's representations
+    /// of the images' centre views (stop-gradient), alongside BYOL.
     pub probe_classes: Option<usize>,
 }
 
@@ -51,6 +51,10 @@ impl Default for StepOptions {
 
 /// The online linear probe's tensors.
 pub struct Probe {
+    /// The centre views of the micro-batch's images (no augmentation), [batch, C, H, W]: the
+    /// target encoder reads them with the batch's own normalisation statistics, leaving the
+    /// running ones alone, so the probe watches training without changing it.
+    pub view: TensorId,
     /// One-hot labels [batch, classes rounded up to a multiple of 4].
     pub labels: TensorId,
     /// [probe lr, unused].
@@ -144,7 +148,7 @@ impl ByolStep {
             let z = l.mlp_head(y, nets.hidden, nets.projection);
             l.graph.stop_gradient(z)
         };
-        let (y1, z1, p1) = online(&mut l, view1);
+        let (_, z1, p1) = online(&mut l, view1);
         let (_, _, p2) = online(&mut l, view2);
         let t1 = target(&mut l, view1);
         let t2 = target(&mut l, view2);
@@ -167,7 +171,7 @@ impl ByolStep {
         let grads = l.graph.grad(loss, &wrt)?;
         let probe = options
             .probe_classes
-            .map(|classes| append_probe(&mut l, y1, batch, classes))
+            .map(|classes| append_probe(&mut l, nets, shape, classes))
             .transpose()?;
         let accumulate = options.accumulate.max(1);
         let (updated, norms) = if accumulate == 1 {
@@ -223,12 +227,29 @@ impl ByolStep {
     }
 }
 
-/// A linear classifier on stop_gradient(y), batch-normalised, trained by its own SGD with Nesterov momentum in
-/// the same phase as the forward pass.
-fn append_probe(l: &mut Layers, y: TensorId, batch: usize, classes: usize) -> Result<Probe> {
+/// A linear classifier on the target encoder's representations of clean views, stop_gradient
+/// and batch-normalised, trained by its own SGD with Nesterov momentum in the same phase as the
+/// forward pass. Clean views, not view 1: a random crop of 8% of an image is far harder to
+/// classify than the image. The target, not the online encoder: it is the online one averaged
+/// over steps, so a probe that learns alongside can follow it; the online encoder moves too fast
+/// for one early in training. Measured with a PyTorch BYOL over the default run's 40 steps
+/// (training-batch top-1 at steps 20/30/40): view 1 of the online encoder 22/20/27%, clean
+/// views of the online encoder 30/37/52%, of the target 48/48/54%.
+fn append_probe(
+    l: &mut Layers,
+    nets: &ByolNets,
+    shape: [usize; 4],
+    classes: usize,
+) -> Result<Probe> {
+    let batch = shape[0];
     let padded = classes.next_multiple_of(4);
+    let view = l.graph.input("probe view", &shape);
     let labels = l.graph.input("probe labels", &[batch, padded]);
     let schedule = l.graph.input("probe schedule", &[2]);
+    l.mode = Mode::Watch;
+    l.prefix = "target.encoder.".into();
+    let y = nets.encoder.build(l, view);
+    l.mode = Mode::Train;
     let features = l.graph.stop_gradient(y);
     let first = l.params.len();
     l.prefix = "probe.".into();
@@ -252,6 +273,7 @@ fn append_probe(l: &mut Layers, y: TensorId, batch: usize, classes: usize) -> Re
     }
     .append(l, &params, &grads, schedule);
     Ok(Probe {
+        view,
         labels,
         schedule,
         logits,

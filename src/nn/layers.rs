@@ -3,11 +3,14 @@
 use crate::graph::{Graph, TensorId};
 use crate::ops::{BnApply, CenteredVar, ChannelSum, Conv2d, EmaUpdate};
 
-/// Batch norm with the batch's statistics (and running-statistic updates), or with the running
-/// statistics alone.
+/// Batch norm with the batch's statistics (and running-statistic updates), with the batch's
+/// statistics alone, or with the running statistics alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Train,
+    /// The batch's statistics, the running ones left as they are: a forward pass that watches
+    /// a network in training without changing it.
+    Watch,
     Eval,
 }
 
@@ -108,23 +111,25 @@ impl<'g> Layers<'g> {
         let running_var = self.param(&format!("{name}.running_var"), &[c], ParamRole::RunningStat);
         let (mean, var, batch_stats) = match self.mode {
             Mode::Eval => (running_mean, running_var, false),
-            Mode::Train => {
+            Mode::Train | Mode::Watch => {
                 let shape = self.graph.shape(x).to_vec();
                 let mean = self.graph.apply(ChannelSum::mean_of(&shape), &[x]);
                 let var = self.graph.apply(CenteredVar, &[x, mean]);
-                // PyTorch keeps the unbiased variance: M / (M - 1) times the batch's.
-                let m = shape[0] * shape[2..].iter().product::<usize>();
-                let unbias = m as f32 / (m.max(2) - 1) as f32;
-                let decay = 1.0 - BN_MOMENTUM;
-                self.graph
-                    .apply(EmaUpdate { decay, scale: 1.0 }, &[running_mean, mean]);
-                self.graph.apply(
-                    EmaUpdate {
-                        decay,
-                        scale: unbias,
-                    },
-                    &[running_var, var],
-                );
+                if self.mode == Mode::Train {
+                    // PyTorch keeps the unbiased variance: M / (M - 1) times the batch's.
+                    let m = shape[0] * shape[2..].iter().product::<usize>();
+                    let unbias = m as f32 / (m.max(2) - 1) as f32;
+                    let decay = 1.0 - BN_MOMENTUM;
+                    self.graph
+                        .apply(EmaUpdate { decay, scale: 1.0 }, &[running_mean, mean]);
+                    self.graph.apply(
+                        EmaUpdate {
+                            decay,
+                            scale: unbias,
+                        },
+                        &[running_var, var],
+                    );
+                }
                 (mean, var, true)
             }
         };

@@ -20,7 +20,8 @@ pub struct StepMetrics {
     /// L2 norms over all trainable online parameters and over their gradients.
     pub weight_norm: f64,
     pub grad_norm: f64,
-    /// Top-1 (%) of the online linear probe on this step's training batch, before its update.
+    /// Top-1 (%) of the online linear probe (on the target encoder's representations of the
+    /// clean images) on this step's training batch, before its update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_accuracy: Option<f64>,
     pub images_per_s: f64,

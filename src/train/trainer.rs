@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::checkpoint::{self, TrainState};
 use super::metrics::{MetricsLog, StepMetrics};
 use super::TrainConfig;
-use crate::augment::{draw, step_rng, Augmenter, ViewDistribution};
+use crate::augment::{draw, step_rng, Augmenter, ViewDistribution, ViewParams};
 use crate::byol::{ByolStep, StepOptions};
 use crate::data::{self, Dataset, EpochReader, Loader, Skipped, Split, ViewSpec};
 use crate::gpu::Gpu;
@@ -257,7 +257,11 @@ impl Trainer {
             channels,
             &dataset.normalization(),
             max_side,
-            &[exe.input_buffer(step.view1)?, exe.input_buffer(step.view2)?],
+            &[step.view1, step.view2]
+                .into_iter()
+                .chain(step.probe.as_ref().map(|p| p.view))
+                .map(|t| exe.input_buffer(t))
+                .collect::<Result<Vec<_>>>()?,
         )?;
         let views = config.view_distributions();
         let test = open_dataset(&config, Split::Test).ok();
@@ -540,7 +544,15 @@ impl Trainer {
             for micro in 0..acc {
                 let batch = self.next_batch(&mut reader, on)?;
                 let mut rng = step_rng(self.config.seed, step * acc as u64 + micro as u64);
-                let params = draw(&mut rng, &self.views, &batch.images);
+                let mut params = draw(&mut rng, &self.views, &batch.images);
+                if self.step.probe.is_some() {
+                    let centre = batch.images.iter();
+                    params.push(
+                        centre
+                            .map(|i| ViewParams::center(i.width, i.height))
+                            .collect(),
+                    );
+                }
                 self.augmenter.upload(&batch.images, &params)?;
                 if let Some(probe) = &self.step.probe {
                     let padded = self.step.graph.shape(probe.labels)[1];
