@@ -346,7 +346,10 @@ fn the_online_probe_learns_separable_classes() {
     let mean = late.iter().sum::<f64>() / late.len() as f64;
     assert!(
         mean >= 95.0,
-        "the probe's accuracy over the last 8 steps: {late:?}"
+        "the probe's accuracy over the last 8 steps: {late:?} (all: {:?})",
+        log.iter()
+            .map(|m| m.probe_accuracy.unwrap())
+            .collect::<Vec<_>>()
     );
 }
 

@@ -106,8 +106,8 @@ pub struct TrainArgs {
     /// Train without the predictor (an ablation)
     #[arg(long)]
     no_predictor: bool,
-    /// Train a linear probe alongside, on the target encoder's representations of the clean
-    /// images, and log its accuracy (labelled data; default true; about 12% of the step)
+    /// Train a linear probe alongside, on the online encoder's representations of the clean
+    /// images, and log its accuracy (labelled data; default true; one more encoder forward)
     #[arg(long)]
     online_probe: Option<bool>,
     /// copy (the target starts as the online network) or random (its own draw)

@@ -20,7 +20,7 @@ pub struct StepMetrics {
     /// L2 norms over all trainable online parameters and over their gradients.
     pub weight_norm: f64,
     pub grad_norm: f64,
-    /// Top-1 (%) of the online linear probe (on the target encoder's representations of the
+    /// Top-1 (%) of the online linear probe (on the online encoder's representations of the
     /// clean images) on this step's training batch, before its update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_accuracy: Option<f64>,
