@@ -12,19 +12,16 @@ mod common;
 
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use byol_wgpu::data::{self, Image, Normalization, ViewSpec};
 use byol_wgpu::gpu::AdapterChoice;
 use byol_wgpu::nn::{save_safetensors, Weights};
 use byol_wgpu::train::{checkpoint, metrics, TrainConfig, Trainer};
+use common::{deterministic, sample, train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist-sample")
-}
 
 fn cases() -> usize {
     std::env::var("BYOL_FUZZ_CASES")
@@ -309,30 +306,11 @@ fn decompression_bombs_are_refused_before_they_inflate() {
     assert!(err.contains("header is corrupt"), "{err}");
 }
 
-fn tiny() -> TrainConfig {
-    let mut c = TrainConfig::preset("tiny").unwrap();
-    c.data = Some(sample());
-    c.subset = Some(160);
-    c.batch = 16;
-    c.epochs = 2;
-    c.warmup_epochs = 0.5;
+/// tiny(1) with a checkpoint every 2 steps.
+fn tiny_checkpointed() -> TrainConfig {
+    let mut c = common::tiny(1);
     c.checkpoint_every = 2;
     c
-}
-
-fn train(config: &TrainConfig, out: &Path, stop_after: u64) {
-    let mut config = config.clone();
-    config.stop_after = Some(stop_after);
-    let mut t = Trainer::new(&common::gpu(), config, out).unwrap();
-    t.run(&mut |_| {}).unwrap();
-}
-
-fn deterministic(run: &Path) -> Vec<[u64; 8]> {
-    metrics::read(&run.join("metrics.jsonl"))
-        .unwrap()
-        .iter()
-        .map(|m| m.deterministic_part())
-        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -351,10 +329,10 @@ fn copy_dir(from: &Path, to: &Path) {
 fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
-    train(&tiny(), &straight, 6);
+    train(&tiny_checkpointed(), &straight, 6);
     let original = dir.path().join("original");
-    train(&tiny(), &original, 4); // checkpoints at steps 2 and 4
-                                  // What is damaged, what the note must name, and the damage.
+    train(&tiny_checkpointed(), &original, 4); // checkpoints at steps 2 and 4
+                                               // What is damaged, what the note must name, and the damage.
     type Damage = (&'static str, &'static str, fn(&Path));
     let damages: [Damage; 4] = [
         ("truncated tensors", "tensors.safetensors", |c| {
@@ -431,7 +409,7 @@ fn byol() -> Command {
     c
 }
 
-/// `byol train` on the tiny preset's sample as tiny() configures it, into `run`.
+/// `byol train` on the tiny preset's sample as tiny_checkpointed() configures it, into `run`.
 fn train_command(run: &Path) -> Command {
     let mut c = byol();
     c.args([
@@ -481,7 +459,7 @@ fn signal_after(
 fn signals_and_kill_9_lose_nothing_a_resume_cannot_redo() {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
-    train(&tiny(), &straight, 20);
+    train(&tiny_checkpointed(), &straight, 20);
     for signal in ["INT", "TERM", "KILL"] {
         let run = dir.path().join(signal);
         let out = signal_after(&mut train_command(&run), &run, 3, signal);
@@ -531,7 +509,7 @@ fn with_file_size_limit(command: &mut Command, bytes: u64) -> &mut Command {
 fn a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_earlier_ones() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    train(&tiny(), &run, 2);
+    train(&tiny_checkpointed(), &run, 2);
     let first = checkpoint::list(&run).pop().unwrap();
     let tensors = std::fs::metadata(first.join("tensors.safetensors"))
         .unwrap()
@@ -594,7 +572,7 @@ fn a_batch_the_adapter_cannot_hold_is_split_into_micro_batches() {
         "{err}"
     );
     // Exactly the run --accumulate 4 makes on an adapter that holds it all.
-    let mut config = tiny();
+    let mut config = tiny_checkpointed();
     config.accumulate = 4;
     let accumulated = dir.path().join("accumulated");
     train(&config, &accumulated, 2);

@@ -3,32 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use byol_wgpu::train::{checkpoint, metrics, Event, TrainConfig, Trainer};
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist-sample")
-}
-
-fn tiny(accumulate: usize) -> TrainConfig {
-    let mut c = TrainConfig::preset("tiny").unwrap();
-    c.data = Some(sample());
-    c.subset = Some(160);
-    c.batch = 16;
-    c.accumulate = accumulate;
-    c.epochs = 2;
-    c.warmup_epochs = 0.5;
-    c
-}
-
-fn train(config: &TrainConfig, out: &Path, stop_after: u64) {
-    let mut config = config.clone();
-    config.stop_after = Some(stop_after);
-    let mut t = Trainer::new(&common::gpu(), config, out).unwrap();
-    t.run(&mut |_| {}).unwrap();
-}
+use common::{deterministic, sample, tiny, train};
 
 fn resume(out: &Path, stop_after: u64) -> Trainer {
     let mut t = Trainer::resume(&common::gpu(), out, Some(stop_after)).unwrap();
@@ -54,14 +33,6 @@ fn picture(path: &Path) -> image::RgbImage {
         path.display()
     );
     img
-}
-
-fn deterministic(run: &Path) -> Vec<[u64; 8]> {
-    metrics::read(&run.join("metrics.jsonl"))
-        .unwrap()
-        .iter()
-        .map(|m| m.deterministic_part())
-        .collect()
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! random data, and comparisons that report the worst element.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use byol_wgpu::gpu::Gpu;
+use byol_wgpu::train::{metrics, TrainConfig, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -47,4 +48,38 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], atol: f64, rto
         actual[i],
         expected[i]
     );
+}
+
+/// The Fashion-MNIST sample the repository ships.
+pub fn sample() -> PathBuf {
+    repo().join("assets/fashion-mnist-sample")
+}
+
+/// The tiny preset on 160 sample images, batch 16 in `accumulate` micro-batches, 2 epochs.
+pub fn tiny(accumulate: usize) -> TrainConfig {
+    let mut c = TrainConfig::preset("tiny").unwrap();
+    c.data = Some(sample());
+    c.subset = Some(160);
+    c.batch = 16;
+    c.accumulate = accumulate;
+    c.epochs = 2;
+    c.warmup_epochs = 0.5;
+    c
+}
+
+/// A new run of `config` into `out`, stopped after `stop_after` steps.
+pub fn train(config: &TrainConfig, out: &Path, stop_after: u64) {
+    let mut config = config.clone();
+    config.stop_after = Some(stop_after);
+    let mut t = Trainer::new(&gpu(), config, out).unwrap();
+    t.run(&mut |_| {}).unwrap();
+}
+
+/// The timing-free part of every step's metrics of the run in `run`.
+pub fn deterministic(run: &Path) -> Vec<[u64; 8]> {
+    metrics::read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|m| m.deterministic_part())
+        .collect()
 }
