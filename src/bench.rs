@@ -581,7 +581,7 @@ pub fn augment_report(gpu: &Arc<Gpu>, batch: usize) -> Result<AugmentReport> {
     let mut rows = Vec::new();
     for (side, source) in [(32usize, 32usize), (224, 256)] {
         // As many as asked, or as fit one binding (the views, and the source pixels).
-        let binding = gpu.limits.max_storage_buffer_binding_size as usize;
+        let binding = gpu.max_binding_bytes() as usize;
         let batch = batch
             .min(binding / (3 * side * side * 4))
             .min(binding / (source * source * 4))

@@ -99,7 +99,7 @@ impl Augmenter {
     ) -> Result<Self> {
         // Room for a batch of max_side squares, within what one binding may hold; a batch of
         // larger images is refused at upload.
-        let binding_words = (gpu.limits.max_storage_buffer_binding_size / 4) as usize;
+        let binding_words = (gpu.max_binding_bytes() / 4) as usize;
         let capacity = (batch * max_side * max_side).min(binding_words);
         if blur_radius(side) > MAX_BLUR_RADIUS {
             return Err(Error::Shape {

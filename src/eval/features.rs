@@ -64,15 +64,8 @@ impl DatasetEncoder {
         let (side, channels) = (view.side, view.channels);
         halving_until_it_fits(batch, |batch| {
             let encoder = Encoder::new(gpu, weights, batch, [channels, side, side])?;
-            let augmenter = Augmenter::new(
-                gpu,
-                batch,
-                side,
-                channels,
-                &view.normalization,
-                max_side,
-                &[encoder.input_buffer()?],
-            )?;
+            let augmenter =
+                centre_view_augmenter(gpu, view, batch, max_side, encoder.input_buffer()?)?;
             Ok(Self { encoder, augmenter })
         })
     }
@@ -125,19 +118,10 @@ pub fn pixel_features(
     if n == 0 {
         return Err(Error::Config("the dataset has no images".into()));
     }
-    let (side, channels) = (view.side, view.channels);
-    let dim = channels * side * side;
+    let dim = view.channels * view.side * view.side;
     let (batch, views, augmenter) = halving_until_it_fits(batch.clamp(1, n), |batch| {
         let views = gpu.storage_buffer("pixel views", (batch * dim * 4) as u64)?;
-        let augmenter = Augmenter::new(
-            gpu,
-            batch,
-            side,
-            channels,
-            &view.normalization,
-            dataset.max_side(),
-            &[&views],
-        )?;
+        let augmenter = centre_view_augmenter(gpu, view, batch, dataset.max_side(), &views)?;
         Ok((batch, views, augmenter))
     })?;
     collect_batches(dataset, n, batch, dim, |images| {
@@ -145,6 +129,25 @@ pub fn pixel_features(
         gpu.run(augmenter.dispatches())?;
         gpu.read_f32(&views, images.len() * dim)
     })
+}
+
+/// The augmentation kernel set to write `view`'s centre views of `batch` images into `out`.
+fn centre_view_augmenter(
+    gpu: &Arc<Gpu>,
+    view: &ViewSpec,
+    batch: usize,
+    max_side: usize,
+    out: &wgpu::Buffer,
+) -> Result<Augmenter> {
+    Augmenter::new(
+        gpu,
+        batch,
+        view.side,
+        view.channels,
+        &view.normalization,
+        max_side,
+        &[out],
+    )
 }
 
 /// `make(batch)`, halving the batch while the adapter cannot hold its buffers. Features do

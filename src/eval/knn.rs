@@ -51,11 +51,7 @@ pub fn knn_eval(
     // and never considered. The bank is cut into slices whose rows, and whose similarities to
     // a batch of queries, each fit one buffer binding.
     let dim = train.dim.next_multiple_of(4);
-    let binding_floats = (gpu
-        .limits
-        .max_storage_buffer_binding_size
-        .min(gpu.limits.max_buffer_size)
-        / 4) as usize;
+    let binding_floats = (gpu.max_binding_bytes() / 4) as usize;
     let queries = 128.min(test.len()).min(binding_floats / dim).max(1);
     let slice_rows = (binding_floats / dim.max(queries) / 4 * 4)
         .min(train.len().next_multiple_of(4))

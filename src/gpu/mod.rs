@@ -80,6 +80,14 @@ impl Gpu {
         Self::new(&AdapterChoice::from_env())
     }
 
+    /// The most bytes one storage buffer may hold and bind: what a tensor, a batch of views or
+    /// a slice of a bank must fit in.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
     /// Software rasterisers (lavapipe, WARP, SwiftShader) run every invocation on CPU cores:
     /// they favour register-blocked kernels without workgroup memory and barriers.
     pub fn is_cpu(&self) -> bool {

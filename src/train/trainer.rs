@@ -192,12 +192,18 @@ impl Trainer {
                     what,
                     needed,
                     limit,
-                }) if finer_split(&state.config).is_some() => {
-                    first_refusal.get_or_insert(format!(
-                        "{what} needs {needed} bytes, the adapter binds at most {limit}"
-                    ));
-                    state.config.accumulate =
-                        finer_split(&state.config).expect("checked by the guard");
+                }) => {
+                    let Some(accumulate) = finer_split(&state.config) else {
+                        return Err(Error::AdapterLimit {
+                            what,
+                            needed,
+                            limit,
+                        });
+                    };
+                    first_refusal.get_or_insert_with(|| {
+                        format!("{what} needs {needed} bytes, the adapter binds at most {limit}")
+                    });
+                    state.config.accumulate = accumulate;
                 }
                 Err(e) => return Err(e),
             }
