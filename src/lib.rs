@@ -17,6 +17,7 @@ pub mod live;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod train;
 pub mod viz;
 

@@ -10,6 +10,7 @@ mod cli;
 use byol_wgpu::demo::{MlpRegression, MlpShape};
 use byol_wgpu::gpu::{self, AdapterChoice, Gpu};
 use byol_wgpu::graph::Executable;
+use byol_wgpu::parallel::Group;
 use byol_wgpu::{bench, Error};
 
 #[derive(Parser)]
@@ -192,6 +193,15 @@ enum BenchCommand {
         #[arg(long, num_args = 4, value_names = ["N", "C", "H", "W"], default_values_t = [128, 8, 28, 28])]
         shape: Vec<usize>,
     },
+    /// The cost of summing each preset's gradients over data-parallel ranks: the floats per
+    /// step, reading them off the device and back, and (under mpirun) the allreduce
+    Allreduce {
+        #[arg(long)]
+        json: bool,
+        /// Timed repetitions per preset (the median is reported)
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
     /// Matmul GFLOP/s for square and BYOL-head shapes beside the adapter's FMA peak
     Matmul {
         /// Print one JSON object instead of a table
@@ -206,29 +216,77 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let group = match Group::from_launcher() {
+        Ok(g) => std::sync::Arc::new(g),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let choice = AdapterChoice {
         backend: cli.adapter.backend,
         name: cli.adapter.adapter,
         max_binding_bytes: cli.adapter.max_binding_bytes,
+        // Under mpirun each process takes the device of its rank on its machine.
+        ordinal: (group.size() > 1).then(|| group.local_rank()),
     };
-    match run(cli.command, &choice) {
+    let result = match group.size() {
+        1 => run(cli.command, &choice),
+        _ => run_in_group(cli.command, &choice, &group),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Every rank stopped at the same step, after the same checkpoint.
+        Err(e @ Error::Interrupted { .. }) => {
+            if group.is_root() {
+                eprintln!("error: {e}");
+            }
+            // mpirun ends the job at the first rank to exit with an error: none leaves before
+            // rank 0 has said where to resume.
+            group.barrier();
+            ExitCode::from(130)
+        }
+        Err(e) if group.size() > 1 => {
+            // The other ranks may be waiting for this one in a collective: end them all.
+            eprintln!("error on {}: {e}", group.describe());
+            group.abort(1)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             match e {
                 Error::NoAdapter { .. } => ExitCode::from(2),
-                // The shell's code for a run ended by a signal it caught.
-                Error::Interrupted { .. } => ExitCode::from(130),
                 _ => ExitCode::FAILURE,
             }
         }
     }
 }
 
+/// The commands a group of processes started by mpirun runs together.
+fn run_in_group(
+    command: Command,
+    choice: &AdapterChoice,
+    group: &std::sync::Arc<Group>,
+) -> byol_wgpu::Result<()> {
+    match command {
+        Command::Info => info_in_group(choice, group),
+        Command::Train(args) => cli::train::run(&args, &Gpu::new(choice)?, group),
+        Command::Bench {
+            what: BenchCommand::Allreduce { json, repeats },
+        } => bench_allreduce(&*Gpu::new(choice)?, group, json, repeats),
+        _ => Err(Error::Config(format!(
+            "under mpirun byol trains (`byol train`), lists adapters (`byol info`) and measures the gradient sums (`byol bench allreduce`); run other commands as one process ({} processes were started)",
+            group.size()
+        ))),
+    }
+}
+
 fn run(command: Command, choice: &AdapterChoice) -> byol_wgpu::Result<()> {
     match command {
         Command::Info => info(choice),
-        Command::Train(args) => cli::train::run(&args, &Gpu::new(choice)?),
+        Command::Train(args) => {
+            let alone = std::sync::Arc::new(Group::alone());
+            cli::train::run(&args, &Gpu::new(choice)?, &alone)
+        }
         Command::Demo { steps, seed } => demo(&Gpu::new(choice)?, steps, seed),
         Command::Embed {
             weights,
@@ -311,8 +369,20 @@ fn print_report<R: serde::Serialize>(report: &R, json: bool, table: impl Fn(&R) 
     }
 }
 
+/// `byol bench allreduce` on every rank; rank 0 prints.
+fn bench_allreduce(gpu: &Gpu, group: &Group, json: bool, repeats: usize) -> byol_wgpu::Result<()> {
+    let report = bench::allreduce_report(gpu, group, repeats)?;
+    if group.is_root() {
+        print_report(&report, json, bench::AllreduceReport::table);
+    }
+    Ok(())
+}
+
 fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()> {
     match what {
+        BenchCommand::Allreduce { json, repeats } => {
+            bench_allreduce(gpu, &Group::alone(), json, repeats)?
+        }
         BenchCommand::Matmul { json, max_size } => {
             let max_size = max_size.or(gpu.is_cpu().then_some(1024));
             let shapes: Vec<_> = bench::matmul_shapes()
@@ -406,6 +476,31 @@ fn info(choice: &AdapterChoice) -> byol_wgpu::Result<()> {
         println!("{name}{mark}\n{rest}\n");
     }
     Ok(())
+}
+
+/// One line per rank, in rank order: its machine and the adapter it takes.
+fn info_in_group(choice: &AdapterChoice, group: &Group) -> byol_wgpu::Result<()> {
+    let adapter = gpu::select(choice).map(|a| {
+        let i = a.get_info();
+        format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+    });
+    for r in 0..group.size() {
+        if r == group.rank() {
+            match &adapter {
+                Ok(a) => println!(
+                    "{} on {} (rank {} there): {a}",
+                    group.describe(),
+                    group.host(),
+                    group.local_rank()
+                ),
+                Err(e) => println!("{} on {}: {e}", group.describe(), group.host()),
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
+        group.barrier();
+    }
+    adapter.map(|_| ())
 }
 
 fn demo(gpu: &std::sync::Arc<Gpu>, steps: usize, seed: u64) -> byol_wgpu::Result<()> {

@@ -360,7 +360,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
         copy_dir(&original, &run);
         let newest = checkpoint::list(&run).pop().unwrap();
         damage(&newest);
-        let mut t = Trainer::resume(&common::gpu(), &run, Some(6)).unwrap();
+        let mut t = Trainer::resume(&common::alone(), &common::gpu(), &run, Some(6)).unwrap();
         assert_eq!(t.state().step, 2, "{what}: resumed from step 2");
         let note = t.notes.join("\n");
         assert!(
@@ -396,7 +396,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
     for c in checkpoint::list(&run) {
         damages[1].2(&c);
     }
-    let err = Trainer::resume(&common::gpu(), &run, None)
+    let err = Trainer::resume(&common::alone(), &common::gpu(), &run, None)
         .err()
         .unwrap()
         .to_string();
@@ -479,7 +479,7 @@ fn signals_and_kill_9_lose_nothing_a_resume_cannot_redo() {
                 "SIG{signal}: {err}"
             );
         }
-        let mut t = Trainer::resume(&common::gpu(), &run, Some(20)).unwrap();
+        let mut t = Trainer::resume(&common::alone(), &common::gpu(), &run, Some(20)).unwrap();
         t.run(&mut |_| {}).unwrap();
         assert_eq!(deterministic(&run), deterministic(&straight), "SIG{signal}");
     }
@@ -547,7 +547,7 @@ fn a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_earlier_on
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
-    let mut t = Trainer::resume(&common::gpu(), &run, Some(4)).unwrap();
+    let mut t = Trainer::resume(&common::alone(), &common::gpu(), &run, Some(4)).unwrap();
     t.run(&mut |_| {}).unwrap();
     assert_eq!(t.state().step, 4);
 }

@@ -10,7 +10,7 @@ use byol_wgpu::train::{checkpoint, metrics, Event, TrainConfig, Trainer};
 use common::{deterministic, sample, tiny, train};
 
 fn resume(out: &Path, stop_after: u64) -> Trainer {
-    let mut t = Trainer::resume(&common::gpu(), out, Some(stop_after)).unwrap();
+    let mut t = Trainer::resume(&common::alone(), &common::gpu(), out, Some(stop_after)).unwrap();
     t.run(&mut |_| {}).unwrap();
     t
 }
@@ -101,7 +101,7 @@ fn a_diverging_run_stops_and_keeps_its_last_good_checkpoint() {
     config.lr = 1e30;
     config.eta = 1e30;
     config.stop_after = Some(8);
-    let mut t = Trainer::new(&common::gpu(), config, dir.path()).unwrap();
+    let mut t = Trainer::new(&common::alone(), &common::gpu(), config, dir.path()).unwrap();
     let mut seen = Vec::new();
     let err = t
         .run(&mut |e| {
@@ -306,7 +306,7 @@ fn the_online_probe_learns_separable_classes() {
     config.subset = None;
     config.epochs = 3;
     let run = dir.path().join("run");
-    let mut t = Trainer::new(&common::gpu(), config, &run).unwrap();
+    let mut t = Trainer::new(&common::alone(), &common::gpu(), config, &run).unwrap();
     t.run(&mut |_| {}).unwrap();
     let log = metrics::read(&run.join("metrics.jsonl")).unwrap();
     assert_eq!(log.len(), 24);

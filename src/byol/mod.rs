@@ -85,6 +85,13 @@ pub struct ByolStep {
     /// backward, gradients added into accumulators) runs for every micro-batch, phase 1 (LARS,
     /// EMA, accumulators cleared) after the last.
     pub accumulate: usize,
+    /// The gradient accumulators phase 0 adds into (online, then probe); empty without
+    /// accumulation. Data-parallel processes sum these between the phases.
+    pub accumulators: Vec<TensorId>,
+    /// Every batch-norm running statistic with the factor a micro-batch's forward passes
+    /// scale its old value by (the product of its updates' decays): each update is
+    /// r <- d r + (1 - d) s, so a micro-batch maps r0 to D r0 + e, affine in r0.
+    pub running_stats: Vec<(TensorId, f64)>,
     /// The online linear probe, when asked for.
     pub probe: Option<Probe>,
     /// All parameters: `online.*`, `target.*`, `momentum.online.*`, when accumulating
@@ -173,30 +180,49 @@ impl ByolStep {
             .probe_classes
             .map(|classes| append_probe(&mut l, nets, shape, classes))
             .transpose()?;
+        let running_stats = running_decay(&l);
+
+        // With accumulation, phase 0 adds each micro-batch's gradients / accumulate into
+        // accumulators (online and probe alike); phase 1 steps both optimisers from them.
         let accumulate = options.accumulate.max(1);
-        let (updated, norms) = if accumulate == 1 {
-            lars.append(&mut l, &trainable, &grads, schedule)
-        } else {
+        let mut accumulators = Vec::new();
+        let mut accumulated = |l: &mut Layers, params: &[NamedParam], grads: &[TensorId]| {
+            if accumulate == 1 {
+                return grads.to_vec();
+            }
             l.prefix = "accumulated.".into();
-            let acc: Vec<TensorId> = trainable
-                .iter()
-                .map(|p| l.param(&p.name, &p.shape, ParamRole::OptimizerState))
-                .collect();
             let mean = Accumulate {
                 a: 1.0,
                 b: 1.0 / accumulate as f32,
             };
-            for (&a, &g) in acc.iter().zip(&grads) {
-                l.graph.apply(mean, &[a, g]);
-            }
-            l.graph.start_phase();
-            let out = lars.append(&mut l, &trainable, &acc, schedule);
-            let clear = Accumulate { a: 0.0, b: 0.0 };
-            for &a in &acc {
-                l.graph.apply(clear, &[a, a]);
-            }
-            out
+            let acc: Vec<TensorId> = params
+                .iter()
+                .zip(grads)
+                .map(|(p, &g)| {
+                    let a = l.param(&p.name, &p.shape, ParamRole::OptimizerState);
+                    l.graph.apply(mean, &[a, g]);
+                    a
+                })
+                .collect();
+            accumulators.extend(&acc);
+            acc
         };
+        let online_grads = accumulated(&mut l, &trainable, &grads);
+        let probe_grads = probe
+            .as_ref()
+            .map(|(_, params, grads)| accumulated(&mut l, params, grads));
+        if accumulate > 1 {
+            l.graph.start_phase();
+        }
+        if let (Some((p, params, _)), Some(grads)) = (&probe, &probe_grads) {
+            PROBE_SGD.append(&mut l, params, grads, p.schedule);
+        }
+        let (updated, norms) = lars.append(&mut l, &trainable, &online_grads, schedule);
+        let clear = Accumulate { a: 0.0, b: 0.0 };
+        for &a in &accumulators {
+            l.graph.apply(clear, &[a, a]);
+        }
+        let probe = probe.map(|(p, _, _)| p);
 
         // The target follows the updated online parameters (not their running statistics).
         let mut target_ids = Vec::new();
@@ -221,6 +247,8 @@ impl ByolStep {
             grads,
             norms,
             accumulate,
+            accumulators,
+            running_stats,
             probe,
             params,
         })
@@ -228,8 +256,8 @@ impl ByolStep {
 }
 
 /// A linear classifier on the online encoder's representations of clean views, stop_gradient
-/// and batch-normalised, trained by its own SGD with Nesterov momentum in the same phase as the
-/// forward pass. Clean views, not view 1: a random crop of 8% of an image is far harder to
+/// and batch-normalised, trained by its own SGD with Nesterov momentum (appended by the caller,
+/// with the online optimiser: returned are the probe's trainable parameters and gradients). Clean views, not view 1: a random crop of 8% of an image is far harder to
 /// classify than the image. Measured with a PyTorch BYOL over the default run's 40 steps
 /// (training-batch top-1 at steps 20/30/40): view 1 22/20/27%, clean views 30/37/39-52%. The
 /// target encoder's clean views read better there (48/48/54%), but here one batch of the
@@ -240,7 +268,7 @@ fn append_probe(
     nets: &ByolNets,
     shape: [usize; 4],
     classes: usize,
-) -> Result<Probe> {
+) -> Result<(Probe, Vec<NamedParam>, Vec<TensorId>)> {
     let batch = shape[0];
     let padded = classes.next_multiple_of(4);
     let view = l.graph.input("probe view", &shape);
@@ -266,17 +294,36 @@ fn append_probe(
         .collect();
     let ids: Vec<TensorId> = params.iter().map(|p| p.id).collect();
     let grads = l.graph.grad(loss, &ids)?;
-    Sgd {
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 0.0,
-    }
-    .append(l, &params, &grads, schedule);
-    Ok(Probe {
+    let probe = Probe {
         view,
         labels,
         schedule,
         logits,
         classes,
-    })
+    };
+    Ok((probe, params, grads))
+}
+
+/// The probe's optimiser.
+const PROBE_SGD: Sgd = Sgd {
+    momentum: 0.9,
+    nesterov: true,
+    weight_decay: 0.0,
+};
+
+/// Each running statistic of `l` with the product of its updates' decays.
+fn running_decay(l: &Layers) -> Vec<(TensorId, f64)> {
+    l.params
+        .iter()
+        .filter(|p| p.role == ParamRole::RunningStat)
+        .map(|p| {
+            let decay = l
+                .running_updates
+                .iter()
+                .filter(|(t, _)| *t == p.id)
+                .map(|&(_, d)| f64::from(d))
+                .product();
+            (p.id, decay)
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@ use byol_wgpu::augment::{Brightness, Interpolation};
 use byol_wgpu::byol::TargetInit;
 use byol_wgpu::gpu::Gpu;
 use byol_wgpu::nn::Stem;
+use byol_wgpu::parallel::Group;
 use byol_wgpu::train::{Control, Event, TrainConfig, Trainer};
 use byol_wgpu::{Error, Result};
 
@@ -202,11 +203,19 @@ fn default_out(preset: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("{preset}-{secs}"))
 }
 
-pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
+/// Trains alone or as one rank of `group`: rank 0 speaks for the group (progress, notes, the
+/// verdict), the other ranks stay quiet unless they fail.
+pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>, group: &Arc<Group>) -> Result<()> {
+    if args.gui && group.size() > 1 {
+        return Err(Error::Config(
+            "--gui shows one process's run: start it without mpirun".into(),
+        ));
+    }
+    let root = group.is_root();
     let (mut trainer, compiling) = match &args.resume {
         Some(dir) => {
-            let compiling = announce(gpu);
-            (Trainer::resume(gpu, dir, args.steps)?, compiling)
+            let compiling = announce(gpu, group);
+            (Trainer::resume(group, gpu, dir, args.steps)?, compiling)
         }
         None => {
             let config = args.config()?;
@@ -215,11 +224,13 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
                 .out
                 .clone()
                 .unwrap_or_else(|| default_out(&config.preset));
-            let compiling = announce(gpu);
-            (Trainer::new(gpu, config, &out)?, compiling)
+            let compiling = announce(gpu, group);
+            (Trainer::new(group, gpu, config, &out)?, compiling)
         }
     };
-    report_start(&trainer, compiling.elapsed().as_secs_f64());
+    if root {
+        report_start(&trainer, compiling.elapsed().as_secs_f64());
+    }
     if args.gui {
         return run_in_window(trainer, args);
     }
@@ -231,9 +242,19 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
     let control = stop_on_signal()?;
     let mut last_checkpoint = None;
     let bar = progress_bar(total, trainer.state().step);
+    if !root {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
     let quiet_every = (total / 20).max(1);
+    // (seconds synchronising, seconds of the whole step) of each step, in a group.
+    let mut sync_times = Vec::new();
+    let batch = trainer.config.batch as f64;
     let mut on = |e: Event| match e {
+        _ if !root => {}
         Event::Step(m) => {
+            if let Some(s) = m.sync_s {
+                sync_times.push((s, batch / m.images_per_s));
+            }
             bar.set_position(m.step);
             let probe = m
                 .probe_accuracy
@@ -270,12 +291,29 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>) -> Result<()> {
     bar.finish_and_clear();
     result?;
     let s = trainer.state();
-    if control.stop.load(Ordering::Relaxed) && s.step < total {
+    // Only a stop request ends the loop early (in a group, whichever rank caught it).
+    if s.step < total {
         return Err(Error::Interrupted {
             step: s.step,
             checkpoint: last_checkpoint.unwrap_or_default(),
             run: trainer.out.clone(),
         });
+    }
+    if !root {
+        return Ok(());
+    }
+    if !sync_times.is_empty() {
+        let median = |mut v: Vec<f64>| byol_wgpu::bench::median(&mut v);
+        let sync = median(sync_times.iter().map(|t| t.0).collect());
+        let step = median(sync_times.iter().map(|t| t.1).collect());
+        eprintln!(
+            "{} ranks summed {:.1} MB of gradients per step in {:.1} ms (median), {:.1}% of the median step of {:.1} ms",
+            trainer.group().size(),
+            trainer.info.summed_per_step as f64 * 4e-6,
+            1e3 * sync,
+            100.0 * sync / step,
+            1e3 * step
+        );
     }
     // `epoch` is the epoch the loader is in, not the number completed: count them by steps.
     let epochs = s.step as f64 / trainer.info.steps_per_epoch as f64;
@@ -325,8 +363,18 @@ fn report_verdict(trainer: &Trainer) -> Result<()> {
 }
 
 /// The adapter, what it costs where it is slow, and that the kernels compile now: said before
-/// they do, which takes minutes on a fresh CPU adapter. Returns when compiling began.
-fn announce(gpu: &Gpu) -> std::time::Instant {
+/// they do, which takes minutes on a fresh CPU adapter. Returns when compiling began. In a
+/// group, rank 0 says it for all: the number of processes, with its own adapter.
+fn announce(gpu: &Gpu, group: &Group) -> std::time::Instant {
+    if !group.is_root() {
+        return std::time::Instant::now();
+    }
+    if group.size() > 1 {
+        eprintln!(
+            "{} processes train together, one batch share each (`mpirun ... byol info` lists their adapters)",
+            group.size()
+        );
+    }
     eprintln!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
     if let Some(note) = byol_wgpu::gpu::slowness(&gpu.info, gpu.features) {
         eprintln!("{note}");

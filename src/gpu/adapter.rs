@@ -13,6 +13,9 @@ pub struct AdapterChoice {
     /// Use at most this many bytes per buffer and storage binding, below the adapter's own
     /// limits: to see how a run fits a smaller GPU.
     pub max_binding_bytes: Option<u64>,
+    /// Take the n-th (modulo their number) of the equally preferred adapters rather than the
+    /// first: one device per process when several share a machine. Ignored with a name.
+    pub ordinal: Option<usize>,
 }
 
 impl AdapterChoice {
@@ -23,6 +26,7 @@ impl AdapterChoice {
             backend: var("BYOL_BACKEND"),
             name: var("BYOL_ADAPTER"),
             max_binding_bytes: var("BYOL_MAX_BINDING_BYTES").and_then(|v| v.trim().parse().ok()),
+            ordinal: None,
         }
     }
 
@@ -32,6 +36,7 @@ impl AdapterChoice {
             backend: self.backend.or(fallback.backend),
             name: self.name.or(fallback.name),
             max_binding_bytes: self.max_binding_bytes.or(fallback.max_binding_bytes),
+            ordinal: self.ordinal.or(fallback.ordinal),
         }
     }
 
@@ -105,6 +110,14 @@ pub fn select(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
         })
         .collect();
     adapters.sort_by_key(|a| preference(&a.get_info()));
+    if let (Some(n), None, Some(first)) = (choice.ordinal, &choice.name, adapters.first()) {
+        let best = preference(&first.get_info());
+        let equal = adapters
+            .iter()
+            .take_while(|a| preference(&a.get_info()) == best)
+            .count();
+        adapters.swap(0, n % equal);
+    }
     adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
         filter: choice.describe(),
         hint: no_adapter_hint(choice),

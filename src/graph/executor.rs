@@ -257,6 +257,69 @@ impl Executable {
         self.gpu.read_f32(buffer, numel(&self.shapes[t.0]))
     }
 
+    /// The current values of several inputs or parameters, one after another in one flat
+    /// vector: copied in one submission (into as few staging buffers as the adapter's buffer
+    /// size allows) and waited for.
+    pub fn read_flat(&self, tensors: &[TensorId]) -> Result<Vec<f32>> {
+        let max_bytes = self.gpu.device.limits().max_buffer_size;
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        // (staging buffer, floats in it) in order, each filled by consecutive tensors.
+        let mut staging: Vec<(wgpu::Buffer, usize)> = Vec::new();
+        let mut groups: Vec<Vec<TensorId>> = Vec::new();
+        for &t in tensors {
+            let bytes = (numel(&self.shapes[t.0]) * 4) as u64;
+            match groups.last_mut() {
+                Some(g) if self.bytes_of(g) + bytes <= max_bytes => g.push(t),
+                _ => groups.push(vec![t]),
+            }
+        }
+        for group in &groups {
+            let size = self.bytes_of(group);
+            let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("flat readback"),
+                size: size.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut offset = 0;
+            for &t in group {
+                let source = self.check_writable(t, numel(&self.shapes[t.0]))?;
+                let bytes = (numel(&self.shapes[t.0]) * 4) as u64;
+                encoder.copy_buffer_to_buffer(source, 0, &buffer, offset, bytes);
+                offset += bytes;
+            }
+            staging.push((buffer, size as usize / 4));
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        let refs: Vec<(&wgpu::Buffer, usize)> = staging.iter().map(|(b, n)| (b, *n)).collect();
+        Ok(self.gpu.map_read(&refs)?.concat())
+    }
+
+    /// Writes `values`, laid out as `read_flat` returns them, back into `tensors`.
+    pub fn write_flat(&self, tensors: &[TensorId], values: &[f32]) -> Result<()> {
+        let total: usize = tensors.iter().map(|t| numel(&self.shapes[t.0])).sum();
+        if total != values.len() {
+            return Err(Error::Graph(format!(
+                "{} values for tensors of {total} values",
+                values.len()
+            )));
+        }
+        let mut start = 0;
+        for &t in tensors {
+            let n = numel(&self.shapes[t.0]);
+            self.write(t, &values[start..start + n])?;
+            start += n;
+        }
+        Ok(())
+    }
+
+    fn bytes_of(&self, tensors: &[TensorId]) -> u64 {
+        tensors
+            .iter()
+            .map(|t| (numel(&self.shapes[t.0]) * 4) as u64)
+            .sum()
+    }
+
     /// Every kernel launch of one run, in order.
     pub fn dispatches(&self) -> &[Dispatch] {
         &self.dispatches

@@ -48,6 +48,9 @@ pub struct Layers<'g> {
     /// Prepended to every parameter name; a name seen before gets the same parameter, so a
     /// network applied twice (BYOL's two views) shares its weights.
     pub prefix: String,
+    /// Every running-statistic update the forward passes make, in order: the statistic and
+    /// the factor its old value is scaled by.
+    pub running_updates: Vec<(TensorId, f32)>,
 }
 
 impl<'g> Layers<'g> {
@@ -57,6 +60,7 @@ impl<'g> Layers<'g> {
             mode,
             params: Vec::new(),
             prefix: prefix.to_string(),
+            running_updates: Vec::new(),
         }
     }
 
@@ -129,6 +133,8 @@ impl<'g> Layers<'g> {
                         },
                         &[running_var, var],
                     );
+                    self.running_updates.push((running_mean, decay));
+                    self.running_updates.push((running_var, decay));
                 }
                 (mean, var, true)
             }

@@ -83,9 +83,12 @@ const CRC_KEY: &str = "tensors_crc32";
 /// A write that fails (a full or read-only disk) leaves the earlier checkpoints as they were.
 pub fn save(run: &Path, state: &TrainState, tensors: &Weights) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
-    let name = format!("step-{:08}", state.step);
+    let done = path_of(run, state.step);
+    let name = done
+        .file_name()
+        .expect("a step directory")
+        .to_string_lossy();
     let partial = dir.join(format!(".partial-{name}"));
-    let done = dir.join(&name);
     write_partial(&partial, state, tensors).map_err(|e| {
         let _ = std::fs::remove_dir_all(&partial);
         file_error(
@@ -105,6 +108,11 @@ pub fn save(run: &Path, state: &TrainState, tensors: &Weights) -> Result<PathBuf
         let _ = std::fs::remove_dir_all(old);
     }
     Ok(done)
+}
+
+/// Where the checkpoint of `step` of the run in `run` is written.
+pub fn path_of(run: &Path, step: u64) -> PathBuf {
+    checkpoints_dir(run).join(format!("step-{step:08}"))
 }
 
 fn write_partial(partial: &Path, state: &TrainState, tensors: &Weights) -> Result<()> {

@@ -330,7 +330,7 @@ impl TrainConfig {
             self.check_side(side)?;
         }
         self.depth()?;
-        self.micro_batch()?;
+        self.micro_batch(1)?;
         Ok(())
     }
 
@@ -350,18 +350,21 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Images per micro-batch.
-    pub fn micro_batch(&self) -> Result<usize> {
-        if self.accumulate == 0
-            || !self.batch.is_multiple_of(self.accumulate)
-            || self.batch < 2 * self.accumulate
-        {
+    /// Images per micro-batch when `ranks` processes share each batch, each in `accumulate`
+    /// micro-batches.
+    pub fn micro_batch(&self, ranks: usize) -> Result<usize> {
+        let parts = self.accumulate * ranks;
+        if parts == 0 || !self.batch.is_multiple_of(parts) || self.batch < 2 * parts {
+            let ranks = match ranks {
+                1 => String::new(),
+                n => format!(" on each of {n} ranks"),
+            };
             return Err(Error::Config(format!(
-                "batch {} cannot be split into {} micro-batches of at least 2 images",
+                "batch {} cannot be split into {} micro-batches of at least 2 images{ranks}",
                 self.batch, self.accumulate
             )));
         }
-        Ok(self.batch / self.accumulate)
+        Ok(self.batch / parts)
     }
 
     pub fn nets(&self, in_channels: usize) -> Result<ByolNets> {

@@ -26,6 +26,11 @@ pub struct StepMetrics {
     pub probe_accuracy: Option<f64>,
     pub images_per_s: f64,
     pub elapsed_s: f64,
+    /// In a data-parallel run: seconds this step spent making the replicas equal (gradients
+    /// read off the device, summed over the ranks, written back), waits for slower ranks
+    /// included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_s: Option<f64>,
 }
 
 impl StepMetrics {

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod config;
 pub mod metrics;
+mod replicas;
 mod trainer;
 mod verdict;
 

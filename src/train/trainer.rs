@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::checkpoint::{self, TrainState};
 use super::metrics::{MetricsLog, StepMetrics};
+use super::replicas::{Replicas, StepSums};
 use super::TrainConfig;
 use crate::augment::{draw, step_rng, Augmenter, ViewDistribution, ViewParams};
 use crate::byol::{ByolStep, StepOptions};
@@ -17,6 +18,7 @@ use crate::gpu::Gpu;
 use crate::graph::{Executable, Pending};
 use crate::nn::{ParamRole, Weights};
 use crate::optim::{LrSchedule, TauSchedule};
+use crate::parallel::Group;
 use crate::{Error, Result};
 
 /// The online probe's learning rate (SGD with Nesterov momentum, constant).
@@ -50,6 +52,8 @@ pub struct RunInfo {
     pub total_steps: u64,
     pub image_shape: [usize; 3],
     pub kernels_per_step: usize,
+    /// The f32 values the ranks of a group sum every step (0 alone).
+    pub summed_per_step: usize,
 }
 
 pub struct Trainer {
@@ -66,6 +70,8 @@ pub struct Trainer {
     tau: TauSchedule,
     /// The images embedding.png draws at every checkpoint.
     probe: super::ProbeSet,
+    /// The processes training this run together (this one alone without MPI).
+    replicas: Replicas,
     /// What the trainer decided for the user while opening the run (a damaged checkpoint
     /// passed over, a batch split to fit the adapter), one line each, for the user to read.
     pub notes: Vec<String>,
@@ -97,15 +103,22 @@ pub fn view_side(config: &TrainConfig, dataset: &dyn Dataset) -> usize {
     })
 }
 
-/// The next number of micro-batches above the config's that divides its batch into
-/// micro-batches of at least two images, if there is one.
-fn finer_split(config: &TrainConfig) -> Option<usize> {
-    (config.accumulate + 1..=config.batch / 2).find(|a| config.batch.is_multiple_of(*a))
+/// The next number of micro-batches per rank above the config's that divides its batch into
+/// micro-batches of at least two images on each of `ranks` ranks, if there is one.
+fn finer_split(config: &TrainConfig, ranks: usize) -> Option<usize> {
+    (config.accumulate + 1..=config.batch / (2 * ranks))
+        .find(|a| config.batch.is_multiple_of(a * ranks))
 }
 
 impl Trainer {
-    /// A new run in `out` (which must not hold one already).
-    pub fn new(gpu: &Arc<Gpu>, config: TrainConfig, out: &Path) -> Result<Self> {
+    /// A new run in `out` (which must not hold one already), trained by the processes of
+    /// `group` together, each on its share of every batch.
+    pub fn new(
+        group: &Arc<Group>,
+        gpu: &Arc<Gpu>,
+        config: TrainConfig,
+        out: &Path,
+    ) -> Result<Self> {
         if !checkpoint::list(out).is_empty() {
             return Err(Error::Config(format!(
                 "{} already holds a run: continue it with --resume {0}, or choose another --out",
@@ -126,16 +139,25 @@ impl Trainer {
             },
             config: config.clone(),
         };
-        let trainer = Self::build_fitting(gpu, state, out)?;
+        let mut trainer = Self::build_agreed(group, gpu, state, out)?;
         let values = trainer.step.initial_values(config.seed, config.target_init);
         for (p, v) in trainer.step.params.iter().zip(values) {
             trainer.exe.write(p.id, &v)?;
         }
+        trainer
+            .replicas
+            .agree(&trainer.exe, &trainer.step, &trainer.state)?;
         Ok(trainer)
     }
 
-    /// Continues the run whose checkpoint (or run directory) is `path`.
-    pub fn resume(gpu: &Arc<Gpu>, path: &Path, stop_after: Option<u64>) -> Result<Self> {
+    /// Continues the run whose checkpoint (or run directory) is `path`, with the processes of
+    /// `group` (their number may differ from the run's before, if it divides the batch).
+    pub fn resume(
+        group: &Arc<Group>,
+        gpu: &Arc<Gpu>,
+        path: &Path,
+        stop_after: Option<u64>,
+    ) -> Result<Self> {
         let loaded = checkpoint::load(path)?;
         let notes = loaded.fallback_lines();
         let (dir, mut state, mut tensors) = (loaded.dir, loaded.state, loaded.tensors);
@@ -147,7 +169,7 @@ impl Trainer {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_else(|| path.to_path_buf());
-        let mut trainer = Self::build_fitting(gpu, state, &run)?;
+        let mut trainer = Self::build_agreed(group, gpu, state, &run)?;
         trainer.notes.splice(0..0, notes);
         // Checkpoints from before the probe standardised its features lack probe.bn.*: the
         // probe watches the run and is no part of the model, so missing parts start fresh.
@@ -160,17 +182,51 @@ impl Trainer {
             }
         }
         crate::nn::upload(&trainer.exe, &trainer.step.params, &tensors, "")?;
+        trainer
+            .replicas
+            .agree(&trainer.exe, &trainer.step, &trainer.state)?;
         Ok(trainer)
+    }
+
+    /// `build_fitting` on every rank of `group`, then the same split on all of them: the
+    /// finest any rank's adapter needed. Every rank takes part in the same rounds.
+    fn build_agreed(
+        group: &Arc<Group>,
+        gpu: &Arc<Gpu>,
+        state: TrainState,
+        out: &Path,
+    ) -> Result<Self> {
+        let mut trainer = Self::build_fitting(group, gpu, state.clone(), out)?;
+        loop {
+            let own = trainer.config.accumulate as u64;
+            let agreed = group.max(own);
+            if group.max(u64::from(agreed != own)) == 0 {
+                return Ok(trainer);
+            }
+            if agreed != own {
+                let mut state = state.clone();
+                state.config.accumulate = agreed as usize;
+                trainer = Self::build_fitting(group, gpu, state, out)?;
+                trainer.notes.push(format!(
+                    "another rank's adapter needs the batch in {agreed} micro-batches per rank: this one trains it so too"
+                ));
+            }
+        }
     }
 
     /// Builds the run, splitting each batch into more micro-batches (batch norm per
     /// micro-batch, as with --accumulate) while one micro-batch needs a buffer larger than the
     /// adapter allows.
-    fn build_fitting(gpu: &Arc<Gpu>, mut state: TrainState, out: &Path) -> Result<Self> {
+    fn build_fitting(
+        group: &Arc<Group>,
+        gpu: &Arc<Gpu>,
+        mut state: TrainState,
+        out: &Path,
+    ) -> Result<Self> {
         let asked = state.config.accumulate;
         let mut first_refusal = None;
         loop {
-            match Self::build(gpu, state.clone(), out) {
+            match Self::build(group, gpu, state.clone(), out) {
                 Ok(mut trainer) => {
                     if let Some(why) = first_refusal {
                         let c = &trainer.config;
@@ -178,11 +234,16 @@ impl Trainer {
                             1 => "at once".to_string(),
                             n => format!("as {n} micro-batches"),
                         };
+                        let ranks = group.size();
+                        let per_rank = match ranks {
+                            1 => String::new(),
+                            n => format!(" per rank of {n}"),
+                        };
                         trainer.notes.push(format!(
-                            "batch {} does not fit this adapter {asked} ({why}): training it as {} micro-batches of {} (batch norm per micro-batch, as --accumulate {} would)",
+                            "batch {} does not fit this adapter {asked} ({why}): training it as {} micro-batches{per_rank} of {} (batch norm per micro-batch, as --accumulate {} would)",
                             c.batch,
                             c.accumulate,
-                            c.batch / c.accumulate,
+                            c.batch / (c.accumulate * ranks),
                             c.accumulate,
                         ));
                     }
@@ -193,7 +254,7 @@ impl Trainer {
                     needed,
                     limit,
                 }) => {
-                    let Some(accumulate) = finer_split(&state.config) else {
+                    let Some(accumulate) = finer_split(&state.config, group.size()) else {
                         return Err(Error::AdapterLimit {
                             what,
                             needed,
@@ -210,7 +271,14 @@ impl Trainer {
         }
     }
 
-    fn build(gpu: &Arc<Gpu>, mut state: TrainState, out: &Path) -> Result<Self> {
+    /// The run with each batch shared by the processes of `group`.
+    fn build(
+        group: &Arc<Group>,
+        gpu: &Arc<Gpu>,
+        mut state: TrainState,
+        out: &Path,
+    ) -> Result<Self> {
+        let ranks = group.size();
         let config = state.config.clone();
         config.validate()?;
         let dataset = open_dataset(&config, Split::Train)?;
@@ -222,9 +290,10 @@ impl Trainer {
             channels,
             normalization: dataset.normalization(),
         };
-        let micro = config.micro_batch()?;
+        let micro = config.micro_batch(ranks)?;
         let loader = Loader::new(dataset.clone(), micro, config.seed);
-        let steps_per_epoch = (loader.batches_per_epoch() / config.accumulate) as u64;
+        let micro_per_step = config.accumulate * ranks;
+        let steps_per_epoch = (loader.batches_per_epoch() / micro_per_step) as u64;
         if steps_per_epoch == 0 {
             return Err(Error::Config(format!(
                 "the dataset has {} images, fewer than one batch of {}: lower --batch",
@@ -242,7 +311,7 @@ impl Trainer {
             image_shape,
             &config.lars(),
             StepOptions {
-                accumulate: config.accumulate,
+                accumulate: micro_per_step,
                 probe_classes,
             },
         )?;
@@ -287,7 +356,16 @@ impl Trainer {
             total_steps,
             image_shape,
             kernels_per_step: exe.dispatch_count() + augmenter.dispatches().len(),
+            summed_per_step: if ranks > 1 {
+                step.accumulators
+                    .iter()
+                    .map(|&t| step.graph.shape(t).iter().product::<usize>())
+                    .sum()
+            } else {
+                0
+            },
         };
+        let replicas = Replicas::new(group.clone(), &step);
         Ok(Self {
             config,
             out: out.to_path_buf(),
@@ -301,8 +379,14 @@ impl Trainer {
             lr,
             tau,
             probe,
+            replicas,
             notes: Vec::new(),
         })
+    }
+
+    /// The processes training this run together.
+    pub fn group(&self) -> &Arc<Group> {
+        &self.replicas.group
     }
 
     pub fn state(&self) -> &TrainState {
@@ -353,7 +437,19 @@ impl Trainer {
 
     /// Saves a checkpoint of the current step, unless some weight is no longer finite (the
     /// run diverged): then the error names the last good checkpoint, which stays.
+    ///
+    /// In a group, rank 0 writes and the others wait for it.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let saved = if self.group().is_root() {
+            self.write_checkpoint()
+        } else {
+            Ok(checkpoint::path_of(&self.out, self.state.step))
+        };
+        self.group().barrier();
+        saved
+    }
+
+    fn write_checkpoint(&self) -> Result<PathBuf> {
         let tensors = self.tensors()?;
         if let Some(name) = tensors
             .tensors
@@ -465,6 +561,11 @@ impl Trainer {
 
     /// `run`, also calling `between` after every optimiser step (with the queue still busy)
     /// and obeying `control` (pause, save now, stop) between steps.
+    ///
+    /// In a group of N ranks every rank reads each step's N x accumulate micro-batches in
+    /// order and trains its own run of them (rank r the r-th); between phase 0 and phase 1 the
+    /// ranks sum their gradients (see `Replicas`). The step's images and augmentations are
+    /// those of one process with N x accumulate micro-batches. Rank 0 writes the run's files.
     pub fn run_with(
         &mut self,
         on: &mut dyn FnMut(Event),
@@ -476,80 +577,63 @@ impl Trainer {
             .stop_after
             .unwrap_or(self.info.total_steps)
             .min(self.info.total_steps);
-        std::fs::create_dir_all(&self.out).map_err(|e| Error::File {
-            path: self.out.clone(),
-            msg: e.to_string(),
-        })?;
-        let mut log = MetricsLog::open(&self.out, self.state.step)?;
-        let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
-        crate::nn::write_atomically(&self.out.join("config.json"), &json)?;
+        let root = self.group().is_root();
+        let ranks = self.group().size();
+        let mut log = None;
+        if root {
+            std::fs::create_dir_all(&self.out).map_err(|e| Error::File {
+                path: self.out.clone(),
+                msg: e.to_string(),
+            })?;
+            log = Some(MetricsLog::open(&self.out, self.state.step)?);
+            let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
+            crate::nn::write_atomically(&self.out.join("config.json"), &json)?;
+        }
         let mut reader = self.loader.epoch(self.state.epoch, self.state.position);
         let acc = self.config.accumulate;
-        let started = Instant::now();
-        let elapsed_before = self.state.elapsed_s;
+        let micro_per_step = acc * ranks;
+        let mine = self.group().rank() * acc..(self.group().rank() + 1) * acc;
         let mut last_checkpoint = Instant::now();
         let mut in_flight: VecDeque<(u64, usize, u64, Pending)> = VecDeque::new();
-        let mut tally = StepTally::default();
-        let mut last_step_time = Instant::now();
+        let mut tally = StepTally::new(self.state.elapsed_s);
 
-        let mut collect = |this: &mut Self,
-                           (step, micro, epoch, pending): (u64, usize, u64, Pending),
-                           tally: &mut StepTally,
-                           log: &mut MetricsLog,
-                           on: &mut dyn FnMut(Event)|
+        // Reads a submitted micro-batch's outputs into the tally; alone, the last micro-batch
+        // of a step also ran phase 1 and ends the step.
+        let collect = |this: &mut Self,
+                       (step, micro, epoch, pending): (u64, usize, u64, Pending),
+                       tally: &mut StepTally,
+                       log: &mut Option<MetricsLog>,
+                       on: &mut dyn FnMut(Event)|
          -> Result<()> {
             let out = this.exe.collect(pending)?;
-            tally.loss += f64::from(out[0][0]);
+            tally.sums.loss += f64::from(out[0][0]);
+            tally.sums.collapse_std = f64::from(out[1][0]);
             let norms_end = 2 + this.step.norms.len();
             if let (Some(probe), Some(logits)) = (&this.step.probe, out.get(norms_end)) {
-                tally.probe_correct += probe_correct(logits, probe, &labels_of(&mut tally.labels));
-                tally.probe_seen += this.loader.batch;
+                let correct = probe_correct(logits, probe, &labels_of(&mut tally.labels));
+                tally.sums.probe_correct += correct as f64;
+                tally.sums.probe_seen += this.loader.batch as f64;
             }
-            if micro + 1 < acc {
-                return Ok(());
+            if ranks == 1 && micro + 1 == acc {
+                let sums = std::mem::take(&mut tally.sums);
+                this.end_step(step, epoch, sums, &out[2..norms_end], None, tally, log, on)?;
             }
-            let loss = tally.loss / acc as f64;
-            let probe_accuracy = (tally.probe_seen > 0)
-                .then(|| 100.0 * tally.probe_correct as f64 / tally.probe_seen as f64);
-            tally.loss = 0.0;
-            tally.probe_correct = 0;
-            tally.probe_seen = 0;
-            if !loss.is_finite() {
-                return Err(this.diverged(format!("the loss became {loss} at step {}", step + 1)));
-            }
-            let (lr, tau) = this.schedule(step);
-            let (mut ww, mut gg) = (0.0, 0.0);
-            for n in &out[2..norms_end] {
-                ww += f64::from(n[0]);
-                gg += f64::from(n[2]);
-            }
-            let now = Instant::now();
-            let dt = now.duration_since(last_step_time).as_secs_f64();
-            last_step_time = now;
-            let m = StepMetrics {
-                step: step + 1,
-                epoch,
-                loss,
-                lr,
-                tau,
-                collapse_std: f64::from(out[1][0]),
-                weight_norm: ww.sqrt(),
-                grad_norm: gg.sqrt(),
-                probe_accuracy,
-                images_per_s: this.config.batch as f64 / dt.max(1e-9),
-                elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
-            };
-            log.append(&m)?;
-            on(Event::Step(&m));
             Ok(())
         };
 
         while self.state.step < stop {
             let step = self.state.step;
+            let epoch = self.state.epoch;
             let (lr, tau) = self.schedule(step);
-            for micro in 0..acc {
+            for micro in 0..micro_per_step {
                 let batch = self.next_batch(&mut reader, on)?;
-                let mut rng = step_rng(self.config.seed, step * acc as u64 + micro as u64);
+                if !mine.contains(&micro) {
+                    continue;
+                }
+                let mut rng = step_rng(
+                    self.config.seed,
+                    step * micro_per_step as u64 + micro as u64,
+                );
                 let mut params = draw(&mut rng, &self.views, &batch.images);
                 if self.step.probe.is_some() {
                     let centre = batch.images.iter();
@@ -579,23 +663,61 @@ impl Trainer {
                 }
                 self.exe
                     .write(self.step.schedule, &[lr as f32, tau as f32])?;
-                let phases = if micro + 1 == acc {
+                // Alone, the step's last micro-batch runs phase 1 in the same submission; in a
+                // group, phase 1 waits for the other ranks' gradients.
+                let phases = if ranks == 1 && micro + 1 == acc {
                     0..self.exe.phase_count()
                 } else {
                     0..1
                 };
                 let pending = self.exe.submit(self.augmenter.dispatches(), phases)?;
-                in_flight.push_back((step, micro, self.state.epoch, pending));
+                in_flight.push_back((step, micro - mine.start, epoch, pending));
                 // Keep one run queued behind the one being read back.
                 while in_flight.len() > 1 {
                     let oldest = in_flight.pop_front().unwrap();
                     collect(self, oldest, &mut tally, &mut log, on)?;
                 }
             }
+            // Alone, what the step's end asks for is read after `between`; a group agrees on
+            // it before phase 1, so that every rank saves and stops at the same step.
+            let mut agreed = None;
+            if ranks > 1 {
+                while let Some(p) = in_flight.pop_front() {
+                    collect(self, p, &mut tally, &mut log, on)?;
+                }
+                let requests = Requests::read(control, &last_checkpoint, &self.config);
+                let own = StepSums {
+                    save: requests.save,
+                    stop: requests.stop,
+                    due_by_time: requests.due_by_time,
+                    ..std::mem::take(&mut tally.sums)
+                };
+                let started_sync = Instant::now();
+                let all = self.replicas.synchronise(&self.exe, &self.step, acc, own)?;
+                let sync_s = started_sync.elapsed().as_secs_f64();
+                agreed = Some(Requests {
+                    save: all.save,
+                    stop: all.stop,
+                    due_by_time: all.due_by_time,
+                });
+                let phase1 = self.exe.submit(&[], 1..self.exe.phase_count())?;
+                let out = self.exe.collect(phase1)?;
+                let norms_end = 2 + self.step.norms.len();
+                self.end_step(
+                    step,
+                    epoch,
+                    all,
+                    &out[2..norms_end],
+                    Some(sync_s),
+                    &mut tally,
+                    &mut log,
+                    on,
+                )?;
+            }
             self.state.step += 1;
             between(self);
-            let requested = control.is_some_and(|c| c.save.swap(false, Ordering::Relaxed));
-            let stopping = control.is_some_and(|c| c.stop.load(Ordering::Relaxed));
+            let requests =
+                agreed.unwrap_or_else(|| Requests::read(control, &last_checkpoint, &self.config));
             if control.is_some_and(|c| c.pause.load(Ordering::Relaxed)) {
                 while let Some(p) = in_flight.pop_front() {
                     collect(self, p, &mut tally, &mut log, on)?;
@@ -606,18 +728,16 @@ impl Trainer {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
             }
-            if stopping {
+            if requests.stop {
                 break;
             }
             let due_by_steps = self.config.checkpoint_every > 0
                 && self.state.step.is_multiple_of(self.config.checkpoint_every);
-            let due_by_time =
-                last_checkpoint.elapsed().as_secs_f64() >= self.config.checkpoint_minutes * 60.0;
-            if (due_by_steps || due_by_time || requested) && self.state.step < stop {
+            if (due_by_steps || requests.due_by_time || requests.save) && self.state.step < stop {
                 while let Some(p) = in_flight.pop_front() {
                     collect(self, p, &mut tally, &mut log, on)?;
                 }
-                self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+                self.state.elapsed_s = tally.elapsed();
                 let path = self.save_checkpoint()?;
                 on(Event::Checkpoint(&path));
                 last_checkpoint = Instant::now();
@@ -626,21 +746,112 @@ impl Trainer {
         while let Some(p) = in_flight.pop_front() {
             collect(self, p, &mut tally, &mut log, on)?;
         }
-        self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+        self.state.elapsed_s = tally.elapsed();
         let path = self.save_checkpoint()?;
         on(Event::Checkpoint(&path));
         Ok(())
     }
+
+    /// The step's metrics from what its micro-batches add up to and phase 1's norms: logged
+    /// (by rank 0) and reported. A loss that is not finite ends the run.
+    #[allow(clippy::too_many_arguments)]
+    fn end_step(
+        &self,
+        step: u64,
+        epoch: u64,
+        sums: StepSums,
+        norms: &[Vec<f32>],
+        sync_s: Option<f64>,
+        tally: &mut StepTally,
+        log: &mut Option<MetricsLog>,
+        on: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let micro_per_step = self.config.accumulate * self.group().size();
+        let loss = sums.loss / micro_per_step as f64;
+        if !loss.is_finite() {
+            return Err(self.diverged(format!("the loss became {loss} at step {}", step + 1)));
+        }
+        let probe_accuracy =
+            (sums.probe_seen > 0.0).then(|| 100.0 * sums.probe_correct / sums.probe_seen);
+        let (lr, tau) = self.schedule(step);
+        let (mut ww, mut gg) = (0.0, 0.0);
+        for n in norms {
+            ww += f64::from(n[0]);
+            gg += f64::from(n[2]);
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(tally.last_step_time).as_secs_f64();
+        tally.last_step_time = now;
+        let m = StepMetrics {
+            step: step + 1,
+            epoch,
+            loss,
+            lr,
+            tau,
+            collapse_std: sums.collapse_std,
+            weight_norm: ww.sqrt(),
+            grad_norm: gg.sqrt(),
+            probe_accuracy,
+            images_per_s: self.config.batch as f64 / dt.max(1e-9),
+            elapsed_s: tally.elapsed(),
+            sync_s,
+        };
+        if let Some(log) = log {
+            log.append(&m)?;
+        }
+        on(Event::Step(&m));
+        Ok(())
+    }
 }
 
-/// What the collected runs of the current optimiser step add up to.
-#[derive(Default)]
+/// What a step's end asks for besides the update.
+#[derive(Debug, Clone, Copy)]
+struct Requests {
+    /// A checkpoint now (a window's button).
+    save: bool,
+    /// Stop after this step, with a checkpoint (a signal or a window's button).
+    stop: bool,
+    /// The checkpoint interval in minutes has passed.
+    due_by_time: bool,
+}
+
+impl Requests {
+    fn read(control: Option<&Control>, last_checkpoint: &Instant, config: &TrainConfig) -> Self {
+        Self {
+            save: control.is_some_and(|c| c.save.swap(false, Ordering::Relaxed)),
+            stop: control.is_some_and(|c| c.stop.load(Ordering::Relaxed)),
+            due_by_time: last_checkpoint.elapsed().as_secs_f64()
+                >= config.checkpoint_minutes * 60.0,
+        }
+    }
+}
+
+/// What the collected runs of the current optimiser step add up to, and the run's clock.
 struct StepTally {
-    loss: f64,
-    probe_correct: usize,
-    probe_seen: usize,
+    sums: StepSums,
     /// Labels of submitted micro-batches whose logits are not collected yet, oldest first.
     labels: VecDeque<Vec<u32>>,
+    last_step_time: Instant,
+    started: Instant,
+    /// Seconds the run trained before this process continued it.
+    elapsed_before: f64,
+}
+
+impl StepTally {
+    fn new(elapsed_before: f64) -> Self {
+        Self {
+            sums: StepSums::default(),
+            labels: VecDeque::new(),
+            last_step_time: Instant::now(),
+            started: Instant::now(),
+            elapsed_before,
+        }
+    }
+
+    /// Seconds the run has trained, in this process and before it.
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
 }
 
 fn labels_of(queue: &mut VecDeque<Vec<u32>>) -> Vec<u32> {

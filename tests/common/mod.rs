@@ -18,6 +18,11 @@ pub fn repo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// This process alone: the group of every in-process training test.
+pub fn alone() -> Arc<byol_wgpu::parallel::Group> {
+    Arc::new(byol_wgpu::parallel::Group::alone())
+}
+
 /// One device per test binary, chosen by BYOL_BACKEND / BYOL_ADAPTER like the CLI.
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
@@ -71,7 +76,7 @@ pub fn tiny(accumulate: usize) -> TrainConfig {
 pub fn train(config: &TrainConfig, out: &Path, stop_after: u64) {
     let mut config = config.clone();
     config.stop_after = Some(stop_after);
-    let mut t = Trainer::new(&gpu(), config, out).unwrap();
+    let mut t = Trainer::new(&alone(), &gpu(), config, out).unwrap();
     t.run(&mut |_| {}).unwrap();
 }
 

@@ -4,6 +4,8 @@
 //! repeated; the figure is the median sample. Submission overhead is amortised by sizing each
 //! sample to about a quarter of a second.
 
+mod allreduce;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +18,8 @@ use crate::nn::{Layers, Mode, ParamRole, ResNetConfig, Stem};
 use crate::ops::conv2d::{self, ConvGeometry, ConvPass};
 use crate::ops::{BnApply, BnBatchStatsGrad, CenteredVar, ChannelSum, MatmulKernel, Params, Relu};
 use crate::Result;
+
+pub use allreduce::{allreduce_report, gradient_floats, AllreduceReport, AllreduceRow};
 
 const SAMPLES: usize = 5;
 const TARGET_SAMPLE_SECONDS: f64 = 0.25;
@@ -442,7 +446,7 @@ pub fn step_report(
     steps: usize,
     with_profile: bool,
 ) -> Result<StepReport> {
-    let batch = config.micro_batch()?;
+    let batch = config.micro_batch(1)?;
     let nets = config.nets(image[0])?;
     let step =
         crate::byol::ByolStep::build(&nets, batch, image, &config.lars(), Default::default())?;
