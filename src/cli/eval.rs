@@ -236,7 +236,9 @@ pub fn run(command: &EvalCommand, gpu: &Arc<Gpu>) -> Result<()> {
             batch,
         } => {
             let source = resolve(encoder)?;
+            let clock = Clock::start();
             let (train, test) = features(gpu, &source, encoder)?;
+            let extracted = clock.lap();
             let cfg = LinearEvalConfig {
                 solver: *solver,
                 epochs: *epochs,
@@ -245,13 +247,18 @@ pub fn run(command: &EvalCommand, gpu: &Arc<Gpu>) -> Result<()> {
                 ..LinearEvalConfig::default()
             };
             let r = eval::linear_eval(gpu, &train, &test, &cfg)?;
+            let evaluated = clock.lap();
             if encoder.json {
-                println!("{}", serde_json::json!({"what": source.what, "report": r}));
+                println!(
+                    "{}",
+                    serde_json::json!({"what": source.what, "report": r, "extract_s": extracted, "evaluate_s": evaluated})
+                );
             } else {
                 println!("linear evaluation of the {}", source.what);
                 for line in r.lines() {
                     println!("{line}");
                 }
+                println!("{}", timing_line(extracted, evaluated));
             }
         }
         EvalCommand::Knn {
@@ -260,19 +267,44 @@ pub fn run(command: &EvalCommand, gpu: &Arc<Gpu>) -> Result<()> {
             temperature,
         } => {
             let source = resolve(encoder)?;
+            let clock = Clock::start();
             let (train, test) = features(gpu, &source, encoder)?;
+            let extracted = clock.lap();
             let r = eval::knn_eval(gpu, &train, &test, *k, *temperature)?;
+            let evaluated = clock.lap();
             if encoder.json {
-                println!("{}", serde_json::json!({"what": source.what, "report": r}));
+                println!(
+                    "{}",
+                    serde_json::json!({"what": source.what, "report": r, "extract_s": extracted, "evaluate_s": evaluated})
+                );
             } else {
                 println!(
                     "kNN (k {}, T {}) of the {}: {} train / {} test images: top-1 {:.2}%  top-5 {:.2}%",
                     r.k, r.temperature, source.what, r.train_images, r.test_images, r.top1, r.top5
                 );
+                println!("{}", timing_line(extracted, evaluated));
             }
         }
     }
     Ok(())
+}
+
+/// Seconds since the last lap.
+struct Clock(std::cell::Cell<std::time::Instant>);
+
+impl Clock {
+    fn start() -> Self {
+        Self(std::cell::Cell::new(std::time::Instant::now()))
+    }
+
+    fn lap(&self) -> f64 {
+        let now = std::time::Instant::now();
+        now.duration_since(self.0.replace(now)).as_secs_f64()
+    }
+}
+
+fn timing_line(extracted: f64, evaluated: f64) -> String {
+    format!("features extracted in {extracted:.1} s, evaluated in {evaluated:.1} s")
 }
 
 /// `byol export`: the online encoder of a checkpoint under torchvision's names.
