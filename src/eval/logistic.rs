@@ -5,6 +5,7 @@
 
 use super::lbfgs::{self, Outcome, Stopping};
 use super::linear::{Score, Tally};
+use super::whiten::Whitening;
 
 /// A fitted classifier: `weights` [classes][dim], then `bias` [classes].
 #[derive(Debug, Clone)]
@@ -46,7 +47,9 @@ impl Rows {
 
 impl Logistic {
     /// Fits `rows` with inverse regularisation strength `c`, from `start`'s parameters (a
-    /// nearby optimum saves most of the iterations) or from zero.
+    /// nearby optimum saves most of the iterations) or from zero. Features up to
+    /// `whiten::MAX_DIM` wide are fitted in whitened coordinates (the same objective); the
+    /// outcome's gradient is the plain objective's at the result.
     pub fn fit(
         rows: &Rows,
         classes: usize,
@@ -59,11 +62,35 @@ impl Logistic {
             classes,
             params: start.map_or_else(|| vec![0.0; classes * (rows.dim + 1)], |s| s.params.clone()),
         };
-        let outcome = lbfgs::minimize(
-            |p, g| objective(p, g, rows, classes, c),
-            &mut model.params,
+        let Some(whitening) = Whitening::of(rows) else {
+            let outcome = lbfgs::minimize(
+                |p, g| objective(p, g, rows, classes, c, None),
+                &mut model.params,
+                stop,
+            );
+            return (model, outcome);
+        };
+        let white = whitening.rows(rows);
+        let dim = rows.dim;
+        // u_k = L^T w_k; the biases stay.
+        let mut u = model.params.clone();
+        for k in 0..classes {
+            let w = &model.params[k * dim..(k + 1) * dim];
+            u[k * dim..(k + 1) * dim].copy_from_slice(&whitening.times_upper(w));
+        }
+        let mut outcome = lbfgs::minimize(
+            |p, g| objective(p, g, &white, classes, c, Some(&whitening)),
+            &mut u,
             stop,
         );
+        // w_k = L^-T u_k.
+        model.params.copy_from_slice(&u);
+        for k in 0..classes {
+            whitening.solve_upper(&mut model.params[k * dim..(k + 1) * dim]);
+        }
+        let mut g = vec![0.0; model.params.len()];
+        outcome.objective = objective(&model.params, &mut g, rows, classes, c, None);
+        outcome.gradient = g.iter().fold(0.0, |m, v| m.max(v.abs()));
         (model, outcome)
     }
 
@@ -103,13 +130,21 @@ pub(super) fn log_sum_exp(z: &[f64]) -> f64 {
     max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
 }
 
-/// The objective at `params`, its gradient written to `grad`.
+/// The objective at `params`, its gradient written to `grad`. With `whitening`, `params` hold
+/// u = L^T w (for rows already whitened) and the penalty is u^T (L^T L)^-1 u = |w|^2.
 ///
 /// The rows are walked with the weights transposed ([dim][classes]): each feature then adds
 /// into every class's score, and each class's error into every feature's gradient, as short
 /// contiguous runs the compiler vectorises (a dot product per class does not, as its sum is
 /// ordered).
-fn objective(params: &[f64], grad: &mut [f64], rows: &Rows, classes: usize, c: f64) -> f64 {
+fn objective(
+    params: &[f64],
+    grad: &mut [f64],
+    rows: &Rows,
+    classes: usize,
+    c: f64,
+    whitening: Option<&Whitening>,
+) -> f64 {
     let (n, dim) = (rows.len(), rows.dim);
     let (w, b) = params.split_at(classes * dim);
     let mut wt = vec![0.0; classes * dim];
@@ -172,11 +207,19 @@ fn objective(params: &[f64], grad: &mut [f64], rows: &Rows, classes: usize, c: f
     let inv_n = 1.0 / n.max(1) as f64;
     let penalty = inv_n / c;
     grad.iter_mut().for_each(|v| *v *= inv_n);
-    let weights = classes * dim;
     let mut square = 0.0;
-    for (g, w) in grad[..weights].iter_mut().zip(&params[..weights]) {
-        *g += penalty * w;
-        square += w * w;
+    for k in 0..classes {
+        let u = &params[k * dim..(k + 1) * dim];
+        // The penalty's gradient direction: w itself, or L^-1 L^-T u = L^-1 w when whitened.
+        let mut q = u.to_vec();
+        if let Some(wh) = whitening {
+            wh.solve_upper(&mut q);
+            wh.solve_lower(&mut q);
+        }
+        for ((g, &qj), &uj) in grad[k * dim..(k + 1) * dim].iter_mut().zip(&q).zip(u) {
+            *g += penalty * qj;
+            square += uj * qj;
+        }
     }
     loss * inv_n + 0.5 * penalty * square
 }
@@ -199,18 +242,72 @@ mod tests {
             .map(|i| ((i * 13 % 7) as f64 - 3.0) / 10.0)
             .collect();
         let mut g = vec![0.0; params.len()];
-        objective(&params, &mut g, &rows, classes, 0.5);
+        objective(&params, &mut g, &rows, classes, 0.5, None);
         let h = 1e-6;
         for i in 0..params.len() {
             let (mut up, mut down) = (params.clone(), params.clone());
             up[i] += h;
             down[i] -= h;
             let mut scratch = vec![0.0; params.len()];
-            let numeric = (objective(&up, &mut scratch, &rows, classes, 0.5)
-                - objective(&down, &mut scratch, &rows, classes, 0.5))
+            let numeric = (objective(&up, &mut scratch, &rows, classes, 0.5, None)
+                - objective(&down, &mut scratch, &rows, classes, 0.5, None))
                 / (2.0 * h);
             assert!((numeric - g[i]).abs() < 1e-8, "{i}: {numeric} vs {}", g[i]);
         }
+    }
+
+    /// Whitened coordinates change the view, not the function: at u = L^T w the objective on
+    /// whitened rows equals the plain one at w, and the fit on strongly correlated features
+    /// reaches the plain optimum in fewer iterations (24 against 42 here; on 64-d Fashion-MNIST
+    /// features 50-90 against 500 to over 1,000).
+    #[test]
+    fn whitening_keeps_the_objective_and_its_optimum() {
+        let (dim, classes, n) = (6, 3, 400);
+        let x: Vec<f32> = (0..n * dim)
+            .map(|i| {
+                let (r, j) = (i / dim, i % dim);
+                let common = ((r * 7919) % 1000) as f32 / 500.0 - 1.0;
+                let own = ((i * 104_729) % 997) as f32 / 498.5 - 1.0;
+                common + 0.05 * own * (j + 1) as f32 + (r % classes) as f32 * 0.1 * j as f32
+            })
+            .collect();
+        let labels: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
+        let all: Vec<usize> = (0..n).collect();
+        let rows = Rows::gather(&x, dim, &labels, &all);
+        let wh = Whitening::of(&rows).unwrap();
+        let white = wh.rows(&rows);
+        let w: Vec<f64> = (0..classes * (dim + 1))
+            .map(|i| ((i * 13 % 7) as f64 - 3.0) / 10.0)
+            .collect();
+        let mut u = w.clone();
+        for k in 0..classes {
+            u[k * dim..(k + 1) * dim].copy_from_slice(&wh.times_upper(&w[k * dim..(k + 1) * dim]));
+        }
+        let mut g = vec![0.0; w.len()];
+        let plain = objective(&w, &mut g, &rows, classes, 0.5, None);
+        let seen = objective(&u, &mut g, &white, classes, 0.5, Some(&wh));
+        assert!((plain - seen).abs() < 1e-12 * plain, "{plain} vs {seen}");
+
+        let stop = Stopping::default();
+        let mut direct = vec![0.0; w.len()];
+        let slow = lbfgs::minimize(
+            |p, g| objective(p, g, &rows, classes, 1.0, None),
+            &mut direct,
+            &stop,
+        );
+        let (model, fast) = Logistic::fit(&rows, classes, 1.0, None, &stop);
+        assert!(fast.converged && fast.gradient < 1e-4, "{fast:?}");
+        assert!(
+            (fast.objective - slow.objective).abs() < 1e-8,
+            "{fast:?} vs {slow:?}"
+        );
+        assert!(fast.iterations < slow.iterations, "{fast:?} vs {slow:?}");
+        let worst = model
+            .params
+            .iter()
+            .zip(&direct)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst < 1e-3, "parameters differ by {worst}");
     }
 
     /// At the optimum the gradient vanishes, and the fit beats any perturbation of it.
@@ -226,12 +323,12 @@ mod tests {
         let (model, outcome) = Logistic::fit(&rows, classes, 1.0, None, &Stopping::default());
         assert!(outcome.converged && outcome.gradient <= 1e-5, "{outcome:?}");
         let mut g = vec![0.0; model.params.len()];
-        let best = objective(&model.params, &mut g, &rows, classes, 1.0);
+        let best = objective(&model.params, &mut g, &rows, classes, 1.0, None);
         for i in 0..model.params.len() {
             for step in [-1e-3, 1e-3] {
                 let mut p = model.params.clone();
                 p[i] += step;
-                assert!(objective(&p, &mut g, &rows, classes, 1.0) > best);
+                assert!(objective(&p, &mut g, &rows, classes, 1.0, None) > best);
             }
         }
     }

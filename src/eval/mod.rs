@@ -7,6 +7,7 @@ mod lbfgs;
 mod linear;
 mod linear_sgd;
 mod logistic;
+mod whiten;
 
 pub use embed::{embed_npy, find_encoder_prefix, Encoder};
 pub use features::{encode_dataset, pixel_features, DatasetEncoder, Features};
