@@ -66,11 +66,7 @@ pub fn gradient_floats(
             probe_classes: Some(classes),
         },
     )?;
-    Ok(step
-        .accumulators
-        .iter()
-        .map(|&t| step.graph.shape(t).iter().product::<usize>())
-        .sum())
+    Ok(step.accumulator_floats())
 }
 
 /// Measures every preset `repeats` times; every rank of `group` must call it.

@@ -119,6 +119,14 @@ impl ByolStep {
         values
     }
 
+    /// The f32 values in `accumulators`: what data-parallel processes sum every step.
+    pub fn accumulator_floats(&self) -> usize {
+        self.accumulators
+            .iter()
+            .map(|&t| self.graph.shape(t).iter().product::<usize>())
+            .sum()
+    }
+
     /// The step for micro-batches of `batch` images of shape `image`.
     pub fn build(
         nets: &ByolNets,

@@ -263,21 +263,23 @@ impl Executable {
     pub fn read_flat(&self, tensors: &[TensorId]) -> Result<Vec<f32>> {
         let max_bytes = self.gpu.device.limits().max_buffer_size;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        // (staging buffer, floats in it) in order, each filled by consecutive tensors.
-        let mut staging: Vec<(wgpu::Buffer, usize)> = Vec::new();
-        let mut groups: Vec<Vec<TensorId>> = Vec::new();
+        // Consecutive tensors share a staging buffer while they fit: (tensors, bytes) each.
+        let mut groups: Vec<(Vec<TensorId>, u64)> = Vec::new();
         for &t in tensors {
             let bytes = (numel(&self.shapes[t.0]) * 4) as u64;
             match groups.last_mut() {
-                Some(g) if self.bytes_of(g) + bytes <= max_bytes => g.push(t),
-                _ => groups.push(vec![t]),
+                Some((g, size)) if *size + bytes <= max_bytes => {
+                    g.push(t);
+                    *size += bytes;
+                }
+                _ => groups.push((vec![t], bytes)),
             }
         }
-        for group in &groups {
-            let size = self.bytes_of(group);
+        let mut staging: Vec<(wgpu::Buffer, usize)> = Vec::new();
+        for (group, size) in &groups {
             let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("flat readback"),
-                size: size.max(4),
+                size: (*size).max(4),
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
@@ -288,7 +290,7 @@ impl Executable {
                 encoder.copy_buffer_to_buffer(source, 0, &buffer, offset, bytes);
                 offset += bytes;
             }
-            staging.push((buffer, size as usize / 4));
+            staging.push((buffer, *size as usize / 4));
         }
         self.gpu.queue.submit([encoder.finish()]);
         let refs: Vec<(&wgpu::Buffer, usize)> = staging.iter().map(|(b, n)| (b, *n)).collect();
@@ -311,13 +313,6 @@ impl Executable {
             start += n;
         }
         Ok(())
-    }
-
-    fn bytes_of(&self, tensors: &[TensorId]) -> u64 {
-        tensors
-            .iter()
-            .map(|t| (numel(&self.shapes[t.0]) * 4) as u64)
-            .sum()
     }
 
     /// Every kernel launch of one run, in order.

@@ -12,6 +12,7 @@ use crate::parallel::Group;
 use crate::{Error, Result};
 
 use super::checkpoint::TrainState;
+use super::trainer::Requests;
 
 /// The step's scalars in the small sum: loss, probe counts, collapse, three requests.
 const SCALARS: usize = 7;
@@ -33,10 +34,8 @@ pub struct StepSums {
     pub probe_seen: f64,
     /// The collapse monitor of the step's last micro-batch (the last rank's).
     pub collapse_std: f64,
-    pub save: bool,
-    pub stop: bool,
-    /// A checkpoint is due by time (rank 0's clock decides).
-    pub due_by_time: bool,
+    /// Any rank's save or stop; a checkpoint due by time on rank 0's clock.
+    pub requests: Requests,
 }
 
 impl Replicas {
@@ -102,10 +101,10 @@ impl Replicas {
             own.probe_correct,
             own.probe_seen,
             if last { own.collapse_std } else { 0.0 },
-            flag(own.save),
-            flag(own.stop),
+            flag(own.requests.save),
+            flag(own.requests.stop),
             if self.group.is_root() {
-                flag(own.due_by_time)
+                flag(own.requests.due_by_time)
             } else {
                 0.0
             },
@@ -113,7 +112,15 @@ impl Replicas {
         // A micro-batch maps a running statistic r to D r + e; this rank's micro-batches took
         // r0 to D^m r0 + e_rank. In rank order the ranks' micro-batches leave
         // D^(m size) r0 + sum over ranks of D^(m (size - 1 - rank)) e_rank.
-        let now = exe.read_flat(&self.running)?;
+        // One readback for both: the running statistics, then the accumulators.
+        let tensors: Vec<TensorId> = self
+            .running
+            .iter()
+            .chain(&step.accumulators)
+            .copied()
+            .collect();
+        let mut flat = exe.read_flat(&tensors)?;
+        let (now, grads) = flat.split_at_mut(self.running_before.len());
         let mut start = 0;
         for &(len, d) in &self.decays {
             let local = d.powi(micro_batches as i32);
@@ -124,10 +131,9 @@ impl Replicas {
             }
             start += len;
         }
-        let mut grads = exe.read_flat(&step.accumulators)?;
         self.group.sum_f64(&mut small);
-        self.group.sum_f32(&mut grads);
-        exe.write_flat(&step.accumulators, &grads)?;
+        self.group.sum_f32(grads);
+        exe.write_flat(&step.accumulators, grads)?;
 
         let mut start = 0;
         for &(len, d) in &self.decays {
@@ -145,9 +151,11 @@ impl Replicas {
             probe_correct: small[1],
             probe_seen: small[2],
             collapse_std: small[3],
-            save: small[4] > 0.0,
-            stop: small[5] > 0.0,
-            due_by_time: small[6] > 0.0,
+            requests: Requests {
+                save: small[4] > 0.0,
+                stop: small[5] > 0.0,
+                due_by_time: small[6] > 0.0,
+            },
         })
     }
 }

@@ -357,10 +357,7 @@ impl Trainer {
             image_shape,
             kernels_per_step: exe.dispatch_count() + augmenter.dispatches().len(),
             summed_per_step: if ranks > 1 {
-                step.accumulators
-                    .iter()
-                    .map(|&t| step.graph.shape(t).iter().product::<usize>())
-                    .sum()
+                step.accumulator_floats()
             } else {
                 0
             },
@@ -685,21 +682,14 @@ impl Trainer {
                 while let Some(p) = in_flight.pop_front() {
                     collect(self, p, &mut tally, &mut log, on)?;
                 }
-                let requests = Requests::read(control, &last_checkpoint, &self.config);
                 let own = StepSums {
-                    save: requests.save,
-                    stop: requests.stop,
-                    due_by_time: requests.due_by_time,
+                    requests: Requests::read(control, &last_checkpoint, &self.config),
                     ..std::mem::take(&mut tally.sums)
                 };
                 let started_sync = Instant::now();
                 let all = self.replicas.synchronise(&self.exe, &self.step, acc, own)?;
                 let sync_s = started_sync.elapsed().as_secs_f64();
-                agreed = Some(Requests {
-                    save: all.save,
-                    stop: all.stop,
-                    due_by_time: all.due_by_time,
-                });
+                agreed = Some(all.requests);
                 let phase1 = self.exe.submit(&[], 1..self.exe.phase_count())?;
                 let out = self.exe.collect(phase1)?;
                 let norms_end = 2 + self.step.norms.len();
@@ -805,14 +795,14 @@ impl Trainer {
 }
 
 /// What a step's end asks for besides the update.
-#[derive(Debug, Clone, Copy)]
-struct Requests {
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Requests {
     /// A checkpoint now (a window's button).
-    save: bool,
+    pub save: bool,
     /// Stop after this step, with a checkpoint (a signal or a window's button).
-    stop: bool,
+    pub stop: bool,
     /// The checkpoint interval in minutes has passed.
-    due_by_time: bool,
+    pub due_by_time: bool,
 }
 
 impl Requests {
