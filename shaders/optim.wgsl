@@ -1,9 +1,9 @@
 // optim: LARS and the target network's EMA, in place, with the step's learning rate and tau
 // read from a small schedule buffer (so schedules change without new pipelines).
-// Bindings: 0 params {n, excluded, momentum, weight_decay, eta}, 1 w (the parameter; for
+// Bindings: 0 params {n, excluded, clip, momentum, weight_decay, eta}, 1 w (the parameter; for
 // apply_update the momentum buffer, for ema_target the online parameter), 2 g (gradient),
 // 3 norms ([sum w^2, sum u^2, sum g^2]) or the schedule ([lr, tau]), 4 out (updated in place: the
-// momentum buffer, or the parameter).
+// momentum buffer, or the parameter), 5 the schedule (lars_momentum only).
 // squared_norms: one workgroup of 256 over the tensor, each lane's run summed by cascade.wgsl
 // (prepended); dispatch (1, 1, 1).
 // Others: one invocation per element; dispatch grid_1d(ceil(n / 256)), linear workgroup index
@@ -13,7 +13,8 @@ struct Params {
     n: u32,
     // 1 for biases and batch-norm parameters: no weight decay, no trust ratio.
     excluded: u32,
-    _pad0: u32,
+    // 1: the trust ratio is capped at 1 / lr (no tensor's rate above lr; 1 at lr 0).
+    clip: u32,
     _pad1: u32,
     momentum: f32,
     weight_decay: f32,
@@ -26,6 +27,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> schedule: array<f32>;
 
 var<workgroup> partial: array<vec3<f32>, 256>;
 
@@ -61,7 +63,8 @@ fn squared_norms(@builtin(local_invocation_id) lid: vec3<u32>) {
 }
 
 // The momentum buffer `out` <- momentum * out + u, with u = (g + wd w) * eta ||w|| / ||u||
-// (factor 1 where either norm is zero), or u = g for excluded tensors; aux holds the norms.
+// (factor 1 where either norm is zero; with clip at most 1 / lr), or u = g for excluded
+// tensors; aux holds the norms.
 @compute @workgroup_size(256, 1, 1)
 fn lars_momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = index(wid, nwg, lid);
@@ -74,7 +77,12 @@ fn lars_momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         let wn = sqrt(aux[0]);
         let un = sqrt(aux[1]);
         if (wn > 0.0 && un > 0.0) {
-            u *= p.eta * wn / un;
+            var ratio = p.eta * wn / un;
+            if (p.clip == 1u) {
+                let lr = schedule[0];
+                ratio = select(1.0, min(ratio / lr, 1.0), lr > 0.0);
+            }
+            u *= ratio;
         }
     }
     out[i] = p.momentum * out[i] + u;

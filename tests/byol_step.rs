@@ -57,6 +57,7 @@ fn setup_accumulating(
         momentum: meta(w, "momentum"),
         weight_decay: meta(w, "wd"),
         eta: meta(w, "eta"),
+        clip: false,
     };
     let (batch, size, in_ch): (usize, usize, usize) =
         (meta(w, "batch"), meta(w, "size"), meta(w, "in_ch"));

@@ -19,6 +19,7 @@ fn small_step() -> ByolStep {
             momentum: 0.9,
             weight_decay: 1e-5,
             eta: 0.02,
+            clip: false,
         },
         Default::default(),
     )

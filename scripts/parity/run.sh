@@ -6,7 +6,9 @@
 #
 # Work: the first 10,240 training images, 3 epochs (240 steps of 128), the quick preset's
 # network and recipe (ResNet-18 width 8, small stem, heads 512/128, LARS lr 1.0 x 128/256,
-# eta 0.02, wd 1e-5, warm-up 0.3 epoch then cosine, tau 0.99 -> 1, blur off).
+# eta 0.02 clipped, wd 1e-5, warm-up 0.3 epoch then cosine, tau 0.99 -> 1, blur off).
+# UNCLIPPED=1: both programs with LARS unclipped instead (the recipe before clipping), written
+# under OUT/unclipped.
 # Needs: Debian's dataset-fashion-mnist; pip install torch torchvision scikit-learn safetensors.
 # About 15 minutes per byol-wgpu run and 6 per PyTorch run on 2 cores with lavapipe.
 set -euo pipefail
@@ -14,6 +16,10 @@ cd "$(dirname "$0")"
 BYOL=${BYOL:-../../target/release/byol}
 OUT=${OUT:-../../runs/parity}
 WORK=(--subset 10240 --epochs 3 --warmup-epochs 0.3)
+TORCH_LARS=(--clip-lars)
+if [[ -n ${UNCLIPPED:-} ]]; then
+  OUT=$OUT/unclipped WORK+=(--lars-clip false) TORCH_LARS=()
+fi
 mkdir -p "$OUT"
 
 wgpu() { # NAME [flags...]: a byol-wgpu run and its exported online encoder
@@ -25,7 +31,7 @@ wgpu() { # NAME [flags...]: a byol-wgpu run and its exported online encoder
 torch() { # NAME [flags...]: a PyTorch run
   local name=$1; shift
   [[ -f "$OUT/$name.safetensors" ]] && return
-  python3 torch_byol.py "$@" --out "$OUT/$name.safetensors" --log "$OUT/$name.jsonl"
+  python3 torch_byol.py "${TORCH_LARS[@]}" "$@" --out "$OUT/$name.safetensors" --log "$OUT/$name.jsonl"
 }
 
 encoders=()

@@ -2,7 +2,8 @@
 that byol-wgpu is compared against at equal work (scripts/parity/run.sh).
 
 Same network (torchvision-layout ResNet-18, small stem, width 8, heads 512/128), same data
-(the first SUBSET training images), same optimiser (LARS with exclusions, eta 0.02, wd 1e-5,
+(the first SUBSET training images), same optimiser (LARS with exclusions, eta 0.02 (clipped with
+--clip-lars, as the quick preset does), wd 1e-5,
 lr 1.0 x batch/256, linear warm-up then cosine), same target (a copy, tau 0.99 -> 1 by cosine),
 same symmetric loss, BN statistics per view. Augmentations are torchvision's, per image:
 random resized crop, flip, colour jitter (p 0.8, brightness multiplicative as torchvision or
@@ -62,7 +63,7 @@ class View:
         return x
 
 
-def lars_step(params, moms, lr, wd, eta, momentum):
+def lars_step(params, moms, lr, wd, eta, momentum, clip=False):
     with torch.no_grad():
         for p, m in zip(params, moms):
             g = p.grad
@@ -70,7 +71,10 @@ def lars_step(params, moms, lr, wd, eta, momentum):
                 u = g + wd * p
                 pn, un = p.norm(), u.norm()
                 if pn > 0 and un > 0:
-                    u = u * (eta * pn / un)
+                    ratio = float(eta * pn / un)
+                    if clip:  # solo-learn's clip_lr: the layer's rate never exceeds lr
+                        ratio = min(ratio / lr, 1.0) if lr > 0 else 1.0
+                    u = u * ratio
             else:
                 u = g
             m.mul_(momentum).add_(u)
@@ -95,6 +99,7 @@ def main():
     ap.add_argument("--crop-min-scale", type=float, default=0.08)
     ap.add_argument("--brightness", choices=["multiplicative", "additive"], default="multiplicative")
     ap.add_argument("--interpolation", choices=["bilinear", "bicubic"], default="bilinear")
+    ap.add_argument("--clip-lars", action="store_true", help="cap every layer's LARS rate at lr (solo-learn's clip_lr)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", default=None, help="metrics as JSON lines")
     ap.add_argument("--init", help="start from these byol-wgpu tensors (online.*, target.*) instead of a draw")
@@ -186,7 +191,7 @@ def main():
                 p.grad = None
             loss.backward()
             grad_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in online_params))
-            lars_step(online_params, moms, lr_at(k), a.weight_decay, a.eta, 0.9)
+            lars_step(online_params, moms, lr_at(k), a.weight_decay, a.eta, 0.9, a.clip_lars)
             tau = tau_at(k)
             with torch.no_grad():
                 for t, o in target_pairs:

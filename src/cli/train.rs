@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// LARS trust coefficient
     #[arg(long)]
     eta: Option<f32>,
+    /// Cap every tensor's LARS rate at the step's lr: true or false
+    #[arg(long)]
+    lars_clip: Option<bool>,
     #[arg(long)]
     momentum: Option<f32>,
     /// Target EMA: tau rises from this to 1 over the run
@@ -163,6 +166,7 @@ impl TrainArgs {
             warmup_epochs,
             weight_decay,
             eta,
+            lars_clip,
             momentum,
             tau_base,
             blur,

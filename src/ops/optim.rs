@@ -15,6 +15,9 @@ pub struct LarsParams {
     pub eta: f32,
     /// Biases and batch-norm parameters: no weight decay and no trust ratio.
     pub excluded: bool,
+    /// Caps the trust ratio at 1 / lr, so that no tensor's rate exceeds the step's lr
+    /// (solo-learn's `clip_lr`); at lr 0 the ratio is 1.
+    pub clip: bool,
 }
 
 impl LarsParams {
@@ -22,7 +25,7 @@ impl LarsParams {
         Params::default()
             .u(n)
             .u(usize::from(self.excluded))
-            .u(0)
+            .u(usize::from(self.clip))
             .u(0)
             .f(self.momentum)
             .f(self.weight_decay)
@@ -67,6 +70,7 @@ impl Op for SquaredNorms {
             weight_decay: self.weight_decay,
             eta: 0.0,
             excluded: false,
+            clip: false,
         };
         launch(
             gpu,
@@ -78,7 +82,8 @@ impl Op for SquaredNorms {
     }
 }
 
-/// The momentum buffer m <- momentum m + u (see optim.wgsl), in place; inputs (m, g, w, norms).
+/// The momentum buffer m <- momentum m + u (see optim.wgsl), in place; inputs (m, g, w, norms,
+/// schedule [lr, tau]).
 #[derive(Debug, Clone, Copy)]
 pub struct LarsMomentum(pub LarsParams);
 
@@ -96,6 +101,12 @@ impl Op for LarsMomentum {
         if x[3] != [3] {
             return Err(format!("lars_momentum needs norms [3], got {:?}", x[3]));
         }
+        if x[4] != [2] {
+            return Err(format!(
+                "lars_momentum needs the schedule [lr, tau], got {:?}",
+                x[4]
+            ));
+        }
         Ok(x[0].to_vec())
     }
 
@@ -107,8 +118,14 @@ impl Op for LarsMomentum {
             f64::from(l.momentum),
         );
         let (wn, un) = (x[3].data[0].sqrt(), x[3].data[1].sqrt());
+        let lr = x[4].data[0];
         let trust = if !l.excluded && wn > 0.0 && un > 0.0 {
-            eta * wn / un
+            let ratio = eta * wn / un;
+            match (l.clip, lr > 0.0) {
+                (false, _) => ratio,
+                (true, true) => (ratio / lr).min(1.0),
+                (true, false) => 1.0,
+            }
         } else {
             1.0
         };
@@ -132,6 +149,7 @@ impl Op for LarsMomentum {
             (2, x[1].buffer),
             (3, x[3].buffer),
             (4, x[0].buffer),
+            (5, x[4].buffer),
         ];
         launch(
             gpu,

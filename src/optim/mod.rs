@@ -12,12 +12,15 @@ use crate::ops::{
 };
 
 /// LARS as the paper runs it (Appendix J): momentum 0.9, trust coefficient eta, weight decay;
-/// biases and batch-norm parameters excluded from both decay and trust scaling.
+/// biases and batch-norm parameters excluded from both decay and trust scaling. `clip` caps
+/// every tensor's rate at the step's lr (solo-learn's `clip_lr`, part of its small-image
+/// recipe); the paper does not clip.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lars {
     pub momentum: f32,
     pub weight_decay: f32,
     pub eta: f32,
+    pub clip: bool,
 }
 
 impl Lars {
@@ -45,6 +48,7 @@ impl Lars {
                     weight_decay: if excluded { 0.0 } else { self.weight_decay },
                     eta: self.eta,
                     excluded,
+                    clip: self.clip,
                 };
                 let norms = graph.apply(
                     SquaredNorms {
@@ -52,7 +56,7 @@ impl Lars {
                     },
                     &[p.id, g],
                 );
-                let m = graph.apply(LarsMomentum(lars), &[m, g, p.id, norms]);
+                let m = graph.apply(LarsMomentum(lars), &[m, g, p.id, norms, schedule]);
                 let w = graph.apply(ScheduledUpdate(ScheduledRule::Step), &[p.id, m, schedule]);
                 (w, norms)
             })
