@@ -216,16 +216,25 @@ fn two_ranks_train_as_one_process_with_two_micro_batches_through_a_kill_and_resu
 /// summing the gradients in another order: metrics within 1e-6, the networks within 1e-4 of
 /// their scale (measured: 6e-8 and 7e-6 after 4 steps). Four steps: at micro-batches of 8
 /// images the tiny network's step 5 amplifies rounding differences of 1e-7 in the gradient
-/// norm to 4e-3, in whichever order the sums run.
+/// norm to 4e-3, in whichever order the sums run. LARS unclipped: the preset's clipped rates
+/// are larger in the warm-up and amplify the same differences to 4e-6 by step 3 (measured),
+/// which says nothing about the sums this test is about.
 #[test]
 fn two_ranks_of_two_micro_batches_train_as_four_micro_batches() {
     let dir = tempfile::tempdir().unwrap();
     let data = train_only_sample(dir.path());
+    let unclipped = |mut args: Vec<String>| {
+        args.extend(["--lars-clip".into(), "false".into()]);
+        args
+    };
     let alone = dir.path().join("alone");
-    run_ok(&mut byol(&train_args(&data, &alone, 4, 4)), "one process");
+    run_ok(
+        &mut byol(&unclipped(train_args(&data, &alone, 4, 4))),
+        "one process",
+    );
     let ranks = dir.path().join("ranks");
     run_ok(
-        &mut mpirun(2, &train_args(&data, &ranks, 2, 4)),
+        &mut mpirun(2, &unclipped(train_args(&data, &ranks, 2, 4))),
         "two ranks",
     );
     let (a, b) = (metrics(&alone), metrics(&ranks));
