@@ -71,23 +71,13 @@ impl Logistic {
             return (model, outcome);
         };
         let white = whitening.rows(rows);
-        let dim = rows.dim;
-        // u_k = L^T w_k; the biases stay.
-        let mut u = model.params.clone();
-        for k in 0..classes {
-            let w = &model.params[k * dim..(k + 1) * dim];
-            u[k * dim..(k + 1) * dim].copy_from_slice(&whitening.times_upper(w));
-        }
+        whitening.weights_to_white(&mut model.params, classes);
         let mut outcome = lbfgs::minimize(
             |p, g| objective(p, g, &white, classes, c, Some(&whitening)),
-            &mut u,
+            &mut model.params,
             stop,
         );
-        // w_k = L^-T u_k.
-        model.params.copy_from_slice(&u);
-        for k in 0..classes {
-            whitening.solve_upper(&mut model.params[k * dim..(k + 1) * dim]);
-        }
+        whitening.weights_from_white(&mut model.params, classes);
         let mut g = vec![0.0; model.params.len()];
         outcome.objective = objective(&model.params, &mut g, rows, classes, c, None);
         outcome.gradient = g.iter().fold(0.0, |m, v| m.max(v.abs()));
@@ -208,10 +198,11 @@ fn objective(
     let penalty = inv_n / c;
     grad.iter_mut().for_each(|v| *v *= inv_n);
     let mut square = 0.0;
+    let mut q = vec![0.0; dim];
     for k in 0..classes {
         let u = &params[k * dim..(k + 1) * dim];
         // The penalty's gradient direction: w itself, or L^-1 L^-T u = L^-1 w when whitened.
-        let mut q = u.to_vec();
+        q.copy_from_slice(u);
         if let Some(wh) = whitening {
             wh.solve_upper(&mut q);
             wh.solve_lower(&mut q);
@@ -280,9 +271,7 @@ mod tests {
             .map(|i| ((i * 13 % 7) as f64 - 3.0) / 10.0)
             .collect();
         let mut u = w.clone();
-        for k in 0..classes {
-            u[k * dim..(k + 1) * dim].copy_from_slice(&wh.times_upper(&w[k * dim..(k + 1) * dim]));
-        }
+        wh.weights_to_white(&mut u, classes);
         let mut g = vec![0.0; w.len()];
         let plain = objective(&w, &mut g, &rows, classes, 0.5, None);
         let seen = objective(&u, &mut g, &white, classes, 0.5, Some(&wh));

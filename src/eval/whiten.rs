@@ -87,10 +87,26 @@ impl Whitening {
     }
 
     /// L^T v.
-    pub fn times_upper(&self, v: &[f64]) -> Vec<f64> {
+    fn times_upper(&self, v: &[f64]) -> Vec<f64> {
         let d = self.dim;
         (0..d)
             .map(|i| (i..d).map(|k| self.l[k * d + i] * v[k]).sum())
             .collect()
+    }
+
+    /// A classifier's parameters ([classes][dim] weights, then the biases) into whitened
+    /// coordinates: u_k = L^T w_k; the biases stay.
+    pub fn weights_to_white(&self, params: &mut [f64], classes: usize) {
+        for w in params[..classes * self.dim].chunks_exact_mut(self.dim) {
+            let u = self.times_upper(w);
+            w.copy_from_slice(&u);
+        }
+    }
+
+    /// The inverse of `weights_to_white`: w_k = L^-T u_k.
+    pub fn weights_from_white(&self, params: &mut [f64], classes: usize) {
+        for u in params[..classes * self.dim].chunks_exact_mut(self.dim) {
+            self.solve_upper(u);
+        }
     }
 }
