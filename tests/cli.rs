@@ -105,6 +105,30 @@ fn bench_matmul_json_has_the_documented_fields() {
 }
 
 #[test]
+fn bench_step_json_has_the_documented_fields() {
+    let out = byol()
+        .args([
+            "bench", "step", "--json", "--preset", "tiny", "--steps", "1",
+        ])
+        .args(["--image-size", "28", "--channels", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["adapter"].is_string() && v["backend"].is_string());
+    assert_eq!(v["batch"], 16, "the tiny preset's batch");
+    let per_step = v["seconds_per_step"].as_f64().unwrap();
+    assert!(per_step > 0.0);
+    assert!((v["images_per_s"].as_f64().unwrap() * per_step - 16.0).abs() < 1e-6);
+    assert!(v["seconds_to_first_step"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["bytes_allocated_after_first_step"], 0);
+}
+
+#[test]
 fn bench_memory_json_has_the_documented_fields() {
     let out = byol()
         .args(["bench", "memory", "--json", "--shape", "2", "3", "5", "7"])

@@ -395,6 +395,9 @@ pub struct StepReport {
     pub batch: usize,
     pub images_per_s: f64,
     pub seconds_per_step: f64,
+    /// From building the step's graph to the end of its first step: recording every launch,
+    /// which compiles the pipelines (most of it where the driver's shader cache is empty).
+    pub seconds_to_first_step: f64,
     /// Bytes the device allocated over the steps after the first (zero by design).
     pub bytes_allocated_after_first_step: u64,
     /// Seconds per step by kernel (each launch timed alone), largest first; empty unless asked.
@@ -446,6 +449,7 @@ pub fn step_report(
     steps: usize,
     with_profile: bool,
 ) -> Result<StepReport> {
+    let started = Instant::now();
     let batch = config.micro_batch(1)?;
     let nets = config.nets(image[0])?;
     let step =
@@ -494,6 +498,7 @@ pub fn step_report(
         Ok(())
     };
     one_step(0)?;
+    let seconds_to_first_step = started.elapsed().as_secs_f64();
     let before = gpu.allocated_bytes();
     let mut samples = Vec::new();
     for k in 0..steps.max(1) {
@@ -530,6 +535,7 @@ pub fn step_report(
         batch,
         images_per_s: batch as f64 / seconds,
         seconds_per_step: seconds,
+        seconds_to_first_step,
         bytes_allocated_after_first_step: allocated,
         profile,
     })
@@ -538,8 +544,8 @@ pub fn step_report(
 impl StepReport {
     pub fn table(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\nbytes allocated after the first step: {}\n",
-            self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.bytes_allocated_after_first_step
+            "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\nfirst step done {:.1} s after building the graph (pipelines compiled)\nbytes allocated after the first step: {}\n",
+            self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.seconds_to_first_step, self.bytes_allocated_after_first_step
         );
         if !self.profile.is_empty() {
             let total: f64 = self.profile.iter().map(|k| k.seconds).sum();
