@@ -265,12 +265,15 @@ impl ByolStep {
 
 /// A linear classifier on the online encoder's representations of clean views, stop_gradient
 /// and batch-normalised, trained by its own SGD with Nesterov momentum (appended by the caller,
-/// with the online optimiser: returned are the probe's trainable parameters and gradients). Clean views, not view 1: a random crop of 8% of an image is far harder to
-/// classify than the image. Measured with a PyTorch BYOL over the default run's 40 steps
-/// (training-batch top-1 at steps 20/30/40): view 1 22/20/27%, clean views 30/37/39-52%. The
-/// target encoder's clean views read better there (48/48/54%), but here one batch of the
-/// separable-classes test dropped to chance through it and the cause is not found, so the
-/// probe watches the encoder users export.
+/// with the online optimiser: returned are the probe's trainable parameters and gradients).
+///
+/// Measured with a PyTorch BYOL over the former quick run's 40 steps (5,120 images; training-batch
+/// top-1): clean views, not view 1, since a random crop of 8% of an image is far harder to
+/// classify than the image (view 1 22/20/27% at steps 20/30/40, clean views 30/37/39-52%).
+/// The batch's statistics, not the running ones: through the running statistics, which trail
+/// the weights early in a run, the same probe read 45% against 57% (seeds 0-2, mean of steps
+/// 36-40). The target encoder read no better (50%), and here one batch of the separable-classes
+/// test dropped to chance through it, so the probe watches the encoder users export.
 fn append_probe(
     l: &mut Layers,
     nets: &ByolNets,

@@ -21,7 +21,9 @@ use crate::optim::{LrSchedule, TauSchedule};
 use crate::parallel::Group;
 use crate::{Error, Result};
 
-/// The online probe's learning rate (SGD with Nesterov momentum, constant).
+/// The online probe's learning rate (SGD with Nesterov momentum, constant). Over the former quick
+/// run's 40 steps (5,120 images) in a PyTorch BYOL (seeds 0-2, mean top-1 of steps 36-40), 0.05,
+/// 0.1, 0.2 and 0.5 read 54%, 57%, 57% and 50%; Adam at 0.03, 55%.
 const PROBE_LR: f32 = 0.1;
 
 /// Largest side a folder image keeps when decoded, as a multiple of the view side.
