@@ -57,7 +57,7 @@ fn generated_matmul_kernels_validate() {
                 trans_a: ta,
                 trans_b: tb,
             };
-            let tile = Tile::LARGE;
+            let tile = Tile::large(sg);
             validate(
                 &kind.cache_name(sg, tile),
                 &gemm_subgroup::source(sg, kind, tile),

@@ -4,10 +4,10 @@
 //! On llvmpipe every storage-buffer load runs as a scalar loop over the SIMD lanes with a bounds
 //! check per element, so loads, not FMAs, bound a GEMM; loads by inactive lanes are skipped and
 //! subgroup broadcasts are register shuffles. So each subgroup (a workgroup is one subgroup)
-//! computes a tile of C, at most 64 rows by 16 columns per lane (`Tile`), in which every lane
-//! loads rows / SG rows of A and broadcasts them to the others, while keeping its own columns
-//! of B: in the large tile, per step of 4 along K a lane loads 64 / SG + 16 groups of 4 values
-//! for 1024 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll
+//! computes a tile of C, at most 32 rows (64 for 16 lanes) by 16 columns per lane (`Tile`), in
+//! which every lane loads rows / SG rows of A and broadcasts them to the others, while keeping
+//! its own columns of B: in the large tile for 8 lanes, per step of 4 along K a lane loads 4 +
+//! 16 groups of 4 values for 512 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll
 //! loops of this size, so the source is generated unrolled. Convolutions read their geometry from the
 //! uniform buffer, so one pipeline serves every layer: per-row and per-column index terms are
 //! computed before the K loop, and K is walked by counters rather than divisions.
@@ -37,16 +37,31 @@ pub struct Tile {
 }
 
 impl Tile {
-    /// The tile of every matmul and of convolutions large in both directions.
-    pub const LARGE: Tile = Tile { rows: 64, col4: 4 };
+    /// The tile of every matmul and of convolutions large in both directions: 32 rows, or 4
+    /// per lane where subgroups are wider than 8 (a transposed A is loaded 4 rows at a time).
+    /// Not 64 rows for 8 lanes: llvmpipe took 9 s to compile each such kernel (40 of the 60 s
+    /// before the quick step's first step with an empty shader cache), and they ran slower,
+    /// their 1,024 accumulators a lane spilling (lavapipe, 2026-12-03: matmul 1024^3 48.5
+    /// against 56.7 GFLOP/s, the small step at batch 16 0.43 against 2.9 images/s). 16 rows
+    /// ran the small step slower.
+    pub fn large(subgroup_size: usize) -> Tile {
+        Tile {
+            rows: (4 * subgroup_size).max(32),
+            col4: 4,
+        }
+    }
 
-    /// The smallest tile (rows a power of two from the subgroup size to 64, 1 to 4 vec4
-    /// columns per lane) that covers an M x N convolution GEMM, or as much of it as the large
-    /// tile does.
+    /// The smallest tile (rows a power of two from the subgroup size to the large tile's, 1 to
+    /// 4 vec4 columns per lane) that covers an M x N convolution GEMM, or as much of it as the
+    /// large tile does.
     pub fn covering(subgroup_size: usize, m: usize, n: usize) -> Tile {
         Tile {
-            rows: m.next_power_of_two().clamp(subgroup_size, Self::LARGE.rows),
-            col4: n.div_ceil(4 * subgroup_size).clamp(1, Self::LARGE.col4),
+            rows: m
+                .next_power_of_two()
+                .clamp(subgroup_size, Self::large(subgroup_size).rows),
+            col4: n
+                .div_ceil(4 * subgroup_size)
+                .clamp(1, Self::large(subgroup_size).col4),
         }
     }
 
@@ -97,7 +112,7 @@ pub fn key(subgroup_size: usize, kind: GemmKind, tile: Tile) -> crate::gpu::Kern
     })
 }
 
-/// Each lane of the large tile loads 64 / SG rows of A, in groups of 4 when a matmul's A is
+/// Each lane of the large tile loads 4 or more rows of A, in groups of 4 when a matmul's A is
 /// transposed.
 pub fn supports_subgroup_size(sg: usize) -> bool {
     matches!(sg, 4 | 8 | 16)
@@ -226,12 +241,13 @@ pub fn source(subgroup_size: usize, kind: GemmKind, tile: Tile) -> String {
     assert!(supports_subgroup_size(sg), "unsupported subgroup size {sg}");
     assert!(
         tile.rows.is_multiple_of(sg)
-            && tile.rows <= Tile::LARGE.rows
+            && tile.rows <= Tile::large(sg).rows
             && (1..=4).contains(&tile.col4),
         "unsupported tile {tile:?} for subgroup size {sg}"
     );
     assert!(
-        tile == Tile::LARGE || matches!(kind, GemmKind::Conv(_) | GemmKind::ConvWeightGradByTaps),
+        tile == Tile::large(sg)
+            || matches!(kind, GemmKind::Conv(_) | GemmKind::ConvWeightGradByTaps),
         "matmuls take the large tile"
     );
     let Tile { rows, col4 } = tile;

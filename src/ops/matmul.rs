@@ -94,7 +94,7 @@ impl MatmulKernel {
                 let sg = gpu
                     .fixed_subgroup_size()
                     .expect("the subgroup kernel needs subgroups of a fixed size");
-                let tile = Tile::LARGE;
+                let tile = Tile::large(sg);
                 (
                     gemm_subgroup::key(sg, GemmKind::Matmul { trans_a, trans_b }, tile),
                     tile.columns_per_workgroup(sg),
