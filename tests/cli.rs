@@ -125,6 +125,8 @@ fn bench_step_json_has_the_documented_fields() {
     assert!(per_step > 0.0);
     assert!((v["images_per_s"].as_f64().unwrap() * per_step - 16.0).abs() < 1e-6);
     assert!(v["seconds_to_first_step"].as_f64().unwrap() > 0.0, "{v}");
+    // At least the encoder's 20 convolutions, forward, in both networks.
+    assert!(v["dispatches_per_step"].as_u64().unwrap() > 40, "{v}");
     assert_eq!(v["bytes_allocated_after_first_step"], 0);
 }
 

@@ -398,6 +398,8 @@ pub struct StepReport {
     /// From building the step's graph to the end of its first step: recording every launch,
     /// which compiles the pipelines (most of it where the driver's shader cache is empty).
     pub seconds_to_first_step: f64,
+    /// Kernel launches per step (augmentations included).
+    pub dispatches_per_step: usize,
     /// Bytes the device allocated over the steps after the first (zero by design).
     pub bytes_allocated_after_first_step: u64,
     /// Seconds per step by kernel (each launch timed alone), largest first; empty unless asked.
@@ -536,6 +538,7 @@ pub fn step_report(
         images_per_s: batch as f64 / seconds,
         seconds_per_step: seconds,
         seconds_to_first_step,
+        dispatches_per_step: augmenter.dispatches().len() + exe.dispatch_count(),
         bytes_allocated_after_first_step: allocated,
         profile,
     })
@@ -544,8 +547,8 @@ pub fn step_report(
 impl StepReport {
     pub fn table(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\nfirst step done {:.1} s after building the graph (pipelines compiled)\nbytes allocated after the first step: {}\n",
-            self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.seconds_to_first_step, self.bytes_allocated_after_first_step
+            "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\n{} kernel launches per step\nfirst step done {:.1} s after building the graph (pipelines compiled)\nbytes allocated after the first step: {}\n",
+            self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.dispatches_per_step, self.seconds_to_first_step, self.bytes_allocated_after_first_step
         );
         if !self.profile.is_empty() {
             let total: f64 = self.profile.iter().map(|k| k.seconds).sum();
