@@ -127,6 +127,22 @@ fn bench_step_json_has_the_documented_fields() {
     assert!(v["seconds_to_first_step"].as_f64().unwrap() > 0.0, "{v}");
     // At least the encoder's 20 convolutions, forward, in both networks.
     assert!(v["dispatches_per_step"].as_u64().unwrap() > 40, "{v}");
+    let r = &v["roofline"];
+    for field in [
+        "flops_per_step",
+        "bytes_per_step",
+        "gflops",
+        "gbps",
+        "peak_gflops",
+        "peak_gbps",
+    ] {
+        assert!(r[field].as_f64().unwrap() > 0.0, "{field}: {r}");
+    }
+    // Families, most FLOPs first: the convolutions lead, and they add up to the step.
+    let families = r["families"].as_array().unwrap();
+    assert_eq!(families[0]["family"], "conv2d", "{r}");
+    let sum: f64 = families.iter().map(|f| f["flops"].as_f64().unwrap()).sum();
+    assert!((sum / r["flops_per_step"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert_eq!(v["bytes_allocated_after_first_step"], 0);
 }
 

@@ -167,3 +167,64 @@ fn a_tensor_beyond_the_binding_limit_is_a_clear_error() {
         .to_string();
     assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
 }
+
+/// The roofline's count of a graph's work: multiply-adds count 2, element-wise ops and
+/// reductions one per element of their largest operand, and every op moves its inputs and
+/// output once; ops nothing needs are left out.
+#[test]
+fn a_graphs_work_is_counted_per_op_family() {
+    use byol_wgpu::ops::{Conv2d, SumAxis, Work};
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 3, 8, 8]);
+    let w = g.param("w", &[4, 3, 3, 3]);
+    let y = g.apply(Conv2d { stride: 1, pad: 1 }, &[x, w]); // [2, 4, 8, 8]
+    let r = g.relu(y);
+    let s = g.apply(
+        SumAxis {
+            axis: 0,
+            scale: 1.0,
+        },
+        &[r],
+    ); // [4, 8, 8]
+    let a = g.input("a", &[5, 7]);
+    let b = g.input("b", &[6, 7]);
+    let unused = g.matmul_t(a, b, false, true);
+    let work = g.work(&[s]);
+    let (conv_macs, act) = (2 * 4 * 8 * 8 * 3 * 3 * 3, 2 * 4 * 8 * 8);
+    let bytes = |floats: usize| 4.0 * floats as f64;
+    let want = vec![
+        (
+            "conv2d".to_string(),
+            Work {
+                flops: 2.0 * conv_macs as f64,
+                bytes: bytes(2 * 3 * 8 * 8 + 4 * 3 * 3 * 3 + act),
+            },
+        ),
+        (
+            "relu".to_string(),
+            Work {
+                flops: act as f64,
+                bytes: bytes(2 * act),
+            },
+        ),
+        (
+            "sum".to_string(),
+            Work {
+                flops: act as f64,
+                bytes: bytes(act + act / 2),
+            },
+        ),
+    ];
+    assert_eq!(work, want);
+    let with_matmul = g.work(&[s, unused]);
+    assert_eq!(
+        with_matmul.last().unwrap(),
+        &(
+            "matmul".to_string(),
+            Work {
+                flops: 2.0 * (5 * 6 * 7) as f64,
+                bytes: bytes(5 * 7 + 6 * 7 + 5 * 6),
+            }
+        )
+    );
+}

@@ -400,10 +400,61 @@ pub struct StepReport {
     pub seconds_to_first_step: f64,
     /// Kernel launches per step (augmentations included).
     pub dispatches_per_step: usize,
+    /// The step's roofline: the work of its ops (augmentations not counted) against the
+    /// adapter's FMA and copy peaks measured in the same run.
+    pub roofline: Roofline,
     /// Bytes the device allocated over the steps after the first (zero by design).
     pub bytes_allocated_after_first_step: u64,
     /// Seconds per step by kernel (each launch timed alone), largest first; empty unless asked.
     pub profile: Vec<KernelTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Roofline {
+    /// Floating-point operations per step (a multiply-add counts 2).
+    pub flops_per_step: f64,
+    /// Bytes the step's ops must move at least: each reads its inputs once and writes its
+    /// output once (split-K partial sums included, re-reads inside a kernel not).
+    pub bytes_per_step: f64,
+    /// The two over the median step time.
+    pub gflops: f64,
+    pub gbps: f64,
+    pub peak_gflops: f64,
+    pub peak_gbps: f64,
+    /// Per op family (conv2d, conv2d_grad_weight, matmul, bn_apply, ...), most FLOPs first.
+    pub families: Vec<FamilyWork>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyWork {
+    pub family: String,
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+/// The roofline of a step that does `work` in `seconds`, with the adapter's peaks.
+fn roofline(gpu: &Gpu, work: Vec<(String, crate::ops::Work)>, seconds: f64) -> Result<Roofline> {
+    let mut families: Vec<FamilyWork> = work
+        .into_iter()
+        .map(|(family, w)| FamilyWork {
+            family,
+            flops: w.flops,
+            bytes: w.bytes,
+        })
+        .collect();
+    families.sort_by(|a, b| b.flops.total_cmp(&a.flops));
+    let flops_per_step: f64 = families.iter().map(|f| f.flops).sum();
+    let bytes_per_step: f64 = families.iter().map(|f| f.bytes).sum();
+    let copy_floats = if gpu.is_cpu() { 1 << 22 } else { 1 << 24 };
+    Ok(Roofline {
+        flops_per_step,
+        bytes_per_step,
+        gflops: flops_per_step / seconds / 1e9,
+        gbps: bytes_per_step / seconds / 1e9,
+        peak_gflops: fma_peak_gflops(gpu)?,
+        peak_gbps: copy_peak_gbps(gpu, copy_floats)?,
+        families,
+    })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -510,6 +561,11 @@ pub fn step_report(
     }
     let seconds = median(&mut samples);
     let allocated = gpu.allocated_bytes() - before;
+    let roofline = roofline(
+        gpu,
+        step.graph.work(&[step.loss, step.collapse_std]),
+        seconds,
+    )?;
     let profile = if with_profile {
         let all: Vec<Dispatch> = augmenter
             .dispatches()
@@ -539,6 +595,7 @@ pub fn step_report(
         seconds_per_step: seconds,
         seconds_to_first_step,
         dispatches_per_step: augmenter.dispatches().len() + exe.dispatch_count(),
+        roofline,
         bytes_allocated_after_first_step: allocated,
         profile,
     })
@@ -550,6 +607,28 @@ impl StepReport {
             "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\n{} kernel launches per step\nfirst step done {:.1} s after building the graph (pipelines compiled)\nbytes allocated after the first step: {}\n",
             self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.dispatches_per_step, self.seconds_to_first_step, self.bytes_allocated_after_first_step
         );
+        let r = &self.roofline;
+        s.push_str(&format!(
+            "roofline: {:.3} GFLOP and {:.1} MB per step (augmentations not counted): {:.2} GFLOP/s ({:.1}% of the FMA peak, {:.1} GFLOP/s), {:.2} GB/s ({:.1}% of the copy peak, {:.2} GB/s)\n\nop family                       GFLOP/step   share    MB/step   share\n",
+            r.flops_per_step / 1e9,
+            r.bytes_per_step / 1e6,
+            r.gflops,
+            100.0 * r.gflops / r.peak_gflops,
+            r.peak_gflops,
+            r.gbps,
+            100.0 * r.gbps / r.peak_gbps,
+            r.peak_gbps
+        ));
+        for f in &r.families {
+            s.push_str(&format!(
+                "{:<30} {:>11.4} {:>6.1}% {:>10.2} {:>6.1}%\n",
+                f.family,
+                f.flops / 1e9,
+                100.0 * f.flops / r.flops_per_step,
+                f.bytes / 1e6,
+                100.0 * f.bytes / r.bytes_per_step
+            ));
+        }
         if !self.profile.is_empty() {
             let total: f64 = self.profile.iter().map(|k| k.seconds).sum();
             s.push_str("\nkernel                                launches   ms/step   share\n");

@@ -238,6 +238,30 @@ impl Graph {
         autodiff::grad(self, loss, wrt)
     }
 
+    /// The work of each kernel-launching op an `Executable` for `outputs` runs, by op family
+    /// (the op's name up to its parameters), families in order of first appearance.
+    pub fn work(&self, outputs: &[TensorId]) -> Vec<(String, crate::ops::Work)> {
+        let live = self.live_nodes(outputs);
+        let mut families: Vec<(String, crate::ops::Work)> = Vec::new();
+        for (node, _) in self.nodes.iter().zip(&live).filter(|(_, &l)| l) {
+            let NodeKind::Op { op, inputs } = &node.kind else {
+                continue;
+            };
+            if op.kind() == crate::ops::OpKind::Alias {
+                continue;
+            }
+            let shapes: Vec<&[usize]> = inputs.iter().map(|t| self.shape(*t)).collect();
+            let work = op.work(&shapes, &node.shape);
+            let name = op.name();
+            let family = name.split('(').next().unwrap_or(&name);
+            match families.iter_mut().find(|(f, _)| f == family) {
+                Some((_, total)) => *total += work,
+                None => families.push((family.to_string(), work)),
+            }
+        }
+        families
+    }
+
     /// The nodes that `roots` and the effects need, as a mask over all nodes.
     pub(crate) fn live_nodes(&self, roots: &[TensorId]) -> Vec<bool> {
         let mut live = vec![false; self.nodes.len()];

@@ -5,7 +5,7 @@
 
 use super::conv_direct;
 use super::gemm_subgroup::{self, GemmKind, Tile};
-use super::{HostTensor, MatmulKernel, Op, Params, TensorRef};
+use super::{HostTensor, MatmulKernel, Op, Params, TensorRef, Work};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
@@ -357,6 +357,12 @@ impl Op for Conv2d {
         Ok(ConvGeometry::of(x[0], x[1], self.stride, self.pad)?.output_shape())
     }
 
+    fn work(&self, inputs: &[&[usize]], output: &[usize]) -> Work {
+        let g =
+            ConvGeometry::of(inputs[0], inputs[1], self.stride, self.pad).expect("checked shapes");
+        Work::moving(inputs, output, 2.0 * g.macs() as f64)
+    }
+
     fn backward(
         &self,
         g: &mut Graph,
@@ -413,6 +419,10 @@ pub struct Conv2dGradInput {
 impl Op for Conv2dGradInput {
     fn name(&self) -> String {
         "conv2d_grad_input".into()
+    }
+
+    fn work(&self, inputs: &[&[usize]], output: &[usize]) -> Work {
+        Work::moving(inputs, output, 2.0 * self.geometry.macs() as f64)
     }
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
@@ -497,6 +507,10 @@ pub fn weight_grad_splits(g: &ConvGeometry) -> usize {
 impl Op for Conv2dGradWeight {
     fn name(&self) -> String {
         "conv2d_grad_weight".into()
+    }
+
+    fn work(&self, inputs: &[&[usize]], output: &[usize]) -> Work {
+        Work::moving(inputs, output, 2.0 * self.geometry.macs() as f64)
     }
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {

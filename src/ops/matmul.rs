@@ -1,7 +1,7 @@
 //! C = op(A) op(B) for 2-D matrices, op the identity or the transpose: every form backward needs.
 
 use super::gemm_subgroup::{self, GemmKind, Tile};
-use super::{HostTensor, Op, Params, TensorRef};
+use super::{numel, HostTensor, Op, Params, TensorRef, Work};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
 use crate::Result;
@@ -132,6 +132,15 @@ impl MatMul {
 impl Op for MatMul {
     fn name(&self) -> String {
         format!("matmul(ta={}, tb={})", self.trans_a, self.trans_b)
+    }
+
+    fn work(&self, inputs: &[&[usize]], output: &[usize]) -> Work {
+        let k = if self.trans_a {
+            inputs[0][0]
+        } else {
+            inputs[0][1]
+        };
+        Work::moving(inputs, output, 2.0 * (numel(output) * k) as f64)
     }
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {

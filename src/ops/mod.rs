@@ -129,6 +129,44 @@ pub trait Op: std::fmt::Debug + Send + Sync {
 
     /// The kernel launches computing `y` from `x` (not called for `Alias` ops).
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>>;
+
+    /// The op's work at these shapes, for rooflines. By default one operation per element of
+    /// the largest operand (element-wise ops, reductions and broadcasts); ops that
+    /// multiply-accumulate say how many.
+    fn work(&self, inputs: &[&[usize]], output: &[usize]) -> Work {
+        let largest = inputs
+            .iter()
+            .map(|s| numel(s))
+            .fold(numel(output), usize::max);
+        Work::moving(inputs, output, largest as f64)
+    }
+}
+
+/// What an op costs at least: its floating-point operations (a multiply-add counts 2) and the
+/// bytes it must move (every input read once, the output written once). Kernels that store
+/// partial sums (split-K) or read an input twice move more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Work {
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl Work {
+    /// `flops` operations on f32 inputs and output of these shapes.
+    pub fn moving(inputs: &[&[usize]], output: &[usize], flops: f64) -> Self {
+        let floats: usize = inputs.iter().map(|s| numel(s)).sum::<usize>() + numel(output);
+        Self {
+            flops,
+            bytes: 4.0 * floats as f64,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, other: Self) {
+        self.flops += other.flops;
+        self.bytes += other.bytes;
+    }
 }
 
 /// Uniform parameters as 32-bit words: counts, then f32 constants, in the order the shader's
