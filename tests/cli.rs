@@ -82,12 +82,9 @@ fn demo_trains_and_the_loss_falls() {
     assert!(losses.last().unwrap() < &(0.7 * losses[0]), "{text}");
 }
 
-#[test]
-fn bench_matmul_json_has_the_documented_fields() {
-    let out = byol()
-        .args(["bench", "matmul", "--json", "--max-size", "256"])
-        .output()
-        .unwrap();
+/// The JSON a successful `byol bench ... --json` prints, after checking it names the adapter.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = byol().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -95,6 +92,12 @@ fn bench_matmul_json_has_the_documented_fields() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["adapter"].is_string() && v["backend"].is_string());
+    v
+}
+
+#[test]
+fn bench_matmul_json_has_the_documented_fields() {
+    let v = bench_json(&["bench", "matmul", "--json", "--max-size", "256"]);
     assert!(v["peak_gflops"].as_f64().unwrap() > 0.0);
     let results = v["results"].as_array().unwrap();
     assert!(!results.is_empty());
@@ -106,20 +109,19 @@ fn bench_matmul_json_has_the_documented_fields() {
 
 #[test]
 fn bench_step_json_has_the_documented_fields() {
-    let out = byol()
-        .args([
-            "bench", "step", "--json", "--preset", "tiny", "--steps", "1",
-        ])
-        .args(["--image-size", "28", "--channels", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["adapter"].is_string() && v["backend"].is_string());
+    let v = bench_json(&[
+        "bench",
+        "step",
+        "--json",
+        "--preset",
+        "tiny",
+        "--steps",
+        "1",
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+    ]);
     assert_eq!(v["batch"], 16, "the tiny preset's batch");
     let per_step = v["seconds_per_step"].as_f64().unwrap();
     assert!(per_step > 0.0);
@@ -148,17 +150,7 @@ fn bench_step_json_has_the_documented_fields() {
 
 #[test]
 fn bench_memory_json_has_the_documented_fields() {
-    let out = byol()
-        .args(["bench", "memory", "--json", "--shape", "2", "3", "5", "7"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["adapter"].is_string() && v["backend"].is_string());
+    let v = bench_json(&["bench", "memory", "--json", "--shape", "2", "3", "5", "7"]);
     assert_eq!(v["shape"], serde_json::json!([2, 3, 5, 7]));
     assert!(v["peak_gbps"].as_f64().unwrap() > 0.0);
     let results = v["results"].as_array().unwrap();
