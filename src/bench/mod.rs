@@ -428,23 +428,19 @@ pub struct Roofline {
 #[derive(Debug, Clone, Serialize)]
 pub struct FamilyWork {
     pub family: String,
-    pub flops: f64,
-    pub bytes: f64,
+    #[serde(flatten)]
+    pub work: crate::ops::Work,
 }
 
 /// The roofline of a step that does `work` in `seconds`, with the adapter's peaks.
 fn roofline(gpu: &Gpu, work: Vec<(String, crate::ops::Work)>, seconds: f64) -> Result<Roofline> {
     let mut families: Vec<FamilyWork> = work
         .into_iter()
-        .map(|(family, w)| FamilyWork {
-            family,
-            flops: w.flops,
-            bytes: w.bytes,
-        })
+        .map(|(family, work)| FamilyWork { family, work })
         .collect();
-    families.sort_by(|a, b| b.flops.total_cmp(&a.flops));
-    let flops_per_step: f64 = families.iter().map(|f| f.flops).sum();
-    let bytes_per_step: f64 = families.iter().map(|f| f.bytes).sum();
+    families.sort_by(|a, b| b.work.flops.total_cmp(&a.work.flops));
+    let flops_per_step: f64 = families.iter().map(|f| f.work.flops).sum();
+    let bytes_per_step: f64 = families.iter().map(|f| f.work.bytes).sum();
     let copy_floats = if gpu.is_cpu() { 1 << 22 } else { 1 << 24 };
     Ok(Roofline {
         flops_per_step,
@@ -623,10 +619,10 @@ impl StepReport {
             s.push_str(&format!(
                 "{:<30} {:>11.4} {:>6.1}% {:>10.2} {:>6.1}%\n",
                 f.family,
-                f.flops / 1e9,
-                100.0 * f.flops / r.flops_per_step,
-                f.bytes / 1e6,
-                100.0 * f.bytes / r.bytes_per_step
+                f.work.flops / 1e9,
+                100.0 * f.work.flops / r.flops_per_step,
+                f.work.bytes / 1e6,
+                100.0 * f.work.bytes / r.bytes_per_step
             ));
         }
         if !self.profile.is_empty() {

@@ -7,10 +7,11 @@
 //! computes a tile of C, at most 32 rows (64 for 16 lanes) by 16 columns per lane (`Tile`), in
 //! which every lane loads rows / SG rows of A and broadcasts them to the others, while keeping
 //! its own columns of B: in the large tile for 8 lanes, per step of 4 along K a lane loads 4 +
-//! 16 groups of 4 values for 512 FMAs. `subgroupBroadcast` needs a constant lane, and the driver does not unroll
-//! loops of this size, so the source is generated unrolled. Convolutions read their geometry from the
-//! uniform buffer, so one pipeline serves every layer: per-row and per-column index terms are
-//! computed before the K loop, and K is walked by counters rather than divisions.
+//! 16 groups of 4 values for 512 FMAs. `subgroupBroadcast` needs a constant lane, and the driver
+//! does not unroll loops of this size, so the source is generated unrolled. Convolutions read
+//! their geometry from the uniform buffer, so one pipeline serves every layer: per-row and
+//! per-column index terms are computed before the K loop, and K is walked by counters rather
+//! than divisions.
 //!
 //! Bindings: 0 params ({m, n, k} for matmul; for convolutions the geometry, the K chunk of a
 //! split-K weight gradient and the parity class of an input gradient, see conv2d.rs), 1 a, 2 b,
@@ -55,13 +56,10 @@ impl Tile {
     /// 4 vec4 columns per lane) that covers an M x N convolution GEMM, or as much of it as the
     /// large tile does.
     pub fn covering(subgroup_size: usize, m: usize, n: usize) -> Tile {
+        let large = Self::large(subgroup_size);
         Tile {
-            rows: m
-                .next_power_of_two()
-                .clamp(subgroup_size, Self::large(subgroup_size).rows),
-            col4: n
-                .div_ceil(4 * subgroup_size)
-                .clamp(1, Self::large(subgroup_size).col4),
+            rows: m.next_power_of_two().clamp(subgroup_size, large.rows),
+            col4: n.div_ceil(4 * subgroup_size).clamp(1, large.col4),
         }
     }
 
