@@ -1,8 +1,10 @@
 // batchnorm: per-channel statistics and the batch-norm transform over x viewed as [N, C, S]
 // (S = H*W for images, 1 for [N, C] features); element (n, c, s) is at (n * C + c) * S + s.
 // M = N * S elements per channel.
-// Bindings: 0 params {batch, channels, spatial, eps, scale}, 1..5 and 7..8 inputs as each entry
-// names them, 6 out.
+// Bindings: 0 params {batch, channels, spatial, flags, eps, scale}, 1..5 and 7..8 inputs as each
+// entry names them, 6 out.
+// batchnorm_vec4.wgsl has the training kernels again for S a multiple of 4; these serve the
+// other shapes ([N, C] features, odd planes such as 7x7) and inference.
 // Reductions (channel_*): one workgroup of 256 per channel, each lane's run summed by
 // cascade.wgsl (prepended), then a tree over the lanes; dispatch grid_1d(C).
 // Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)). Those
@@ -16,7 +18,7 @@ struct Params {
     batch: u32,
     channels: u32,
     spatial: u32,
-    _pad0: u32,
+    flags: u32,
     eps: f32,
     scale: f32,
     _pad1: f32,
@@ -33,7 +35,13 @@ struct Params {
 @group(0) @binding(7) var<storage, read> in6: array<f32>;
 @group(0) @binding(8) var<storage, read> in7: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
+// flags of bn_apply: ReLU after the transform, and the residual in6 added before it.
+const RELU: u32 = 1u;
+const ADD: u32 = 2u;
+// flags of the gradient kernels: dy is masked by the ReLU's output (dy where it is > 0).
+const MASKED: u32 = 1u;
+
+var<workgroup> partial: array<vec2<f32>, 256>;
 
 fn linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
@@ -73,10 +81,10 @@ fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             cascade_add(&acc, in1[element(c, i)]);
         }
     }
-    partial[lid.x] = cascade_total(acc);
+    partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
     reduce_partial(lid.x);
     if (lid.x == 0u && c < p.channels) {
-        out[c] = p.scale * partial[0];
+        out[c] = p.scale * partial[0].x;
     }
 }
 
@@ -93,10 +101,10 @@ fn channel_centered_square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             cascade_add(&acc, d * d);
         }
     }
-    partial[lid.x] = cascade_total(acc);
+    partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
     reduce_partial(lid.x);
     if (lid.x == 0u && c < p.channels) {
-        out[c] = p.scale * partial[0];
+        out[c] = p.scale * partial[0].x;
     }
 }
 
@@ -115,10 +123,10 @@ fn channel_dot_normalized(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
             cascade_add(&acc, in1[e] * (in2[e] - mean));
         }
     }
-    partial[lid.x] = cascade_total(acc);
+    partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
     reduce_partial(lid.x);
     if (lid.x == 0u && c < p.channels) {
-        out[c] = partial[0] * istd;
+        out[c] = partial[0].x * istd;
     }
 }
 
@@ -155,8 +163,8 @@ fn enters_channel(j: u32, c: ptr<function, u32>, s: ptr<function, u32>) -> bool 
     return false;
 }
 
-// out = (in1 - in2[c]) / sqrt(in3[c] + eps) * in4[c] + in5[c]: x, mean, var, gamma, beta.
-// RUN elements per invocation.
+// out = (in1 - in2[c]) / sqrt(in3[c] + eps) * in4[c] + in5[c]: x, mean, var, gamma, beta; then
+// + in6 (the residual) with ADD, and max(., 0) with RELU. RUN elements per invocation.
 @compute @workgroup_size(256, 1, 1)
 fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let start = run_start(wid, nwg, lid);
@@ -173,7 +181,14 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             shift = in5[c];
         }
         let i = start.first + j;
-        out[i] = (in1[i] - mean) * scale + shift;
+        var y = (in1[i] - mean) * scale + shift;
+        if ((p.flags & ADD) != 0u) {
+            y += in6[i];
+        }
+        if ((p.flags & RELU) != 0u) {
+            y = max(y, 0.0);
+        }
+        out[i] = y;
         s += 1u;
     }
 }
@@ -197,8 +212,43 @@ fn channel_broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     }
 }
 
+// dy (in1) where the ReLU's output in7 is positive (MASKED), else dy itself.
+fn masked_dy(i: u32) -> f32 {
+    if ((p.flags & MASKED) != 0u && in7[i] <= 0.0) {
+        return 0.0;
+    }
+    return in1[i];
+}
+
+// out[c] = sum of dy and out[C + c] = sum of dy x_hat over the channel, in one pass: in1 = dy,
+// in2 = x, in3 = mean, in4 = var, in7 = the ReLU's output (MASKED).
+@compute @workgroup_size(256, 1, 1)
+fn bn_grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = linear(wid, nwg);
+    let m = p.batch * p.spatial;
+    var sum = cascade_new();
+    var dot = cascade_new();
+    var istd = 0.0;
+    if (c < p.channels) {
+        let mean = in3[c];
+        istd = inv_std(c, in4[c]);
+        for (var i = lid.x; i < m; i += 256u) {
+            let e = element(c, i);
+            let dy = masked_dy(e);
+            cascade_add(&sum, dy);
+            cascade_add(&dot, dy * (in2[e] - mean));
+        }
+    }
+    partial[lid.x] = vec2<f32>(cascade_total(sum), cascade_total(dot));
+    reduce_partial(lid.x);
+    if (lid.x == 0u && c < p.channels) {
+        out[c] = partial[0].x;
+        out[p.channels + c] = partial[0].y * istd;
+    }
+}
+
 // dx of batch norm with batch statistics, scale = 1/M: in1 = dy, in2 = x, in3 = mean, in4 = var,
-// in5 = gamma, in6 = sum(dy), in7 = sum(dy x_hat) ->
+// in5 = gamma, in6 = the sums of bn_grad_sums, in7 = the ReLU's output (MASKED) ->
 // gamma istd (dy - sum(dy) / M - x_hat sum(dy x_hat) / M).
 // RUN elements per invocation.
 @compute @workgroup_size(256, 1, 1)
@@ -218,11 +268,11 @@ fn bn_batch_stats_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
             istd = inv_std(c, in4[c]);
             gain = in5[c] * istd;
             mean_dy = p.scale * in6[c];
-            mean_dot = p.scale * in7[c];
+            mean_dot = p.scale * in6[p.channels + c];
         }
         let i = start.first + j;
         let x_hat = (in2[i] - mean) * istd;
-        out[i] = gain * (in1[i] - mean_dy - x_hat * mean_dot);
+        out[i] = gain * (masked_dy(i) - mean_dy - x_hat * mean_dot);
         s += 1u;
     }
 }

@@ -36,3 +36,38 @@ fn cascade_add(c: ptr<function, Cascade>, x: f32) {
 fn cascade_total(c: Cascade) -> f32 {
     return c.s3 + (c.s2 + (c.s1 + c.s0));
 }
+
+// The same cascade over vec4 terms (four interleaved sums), totalled across its components.
+struct Cascade4 {
+    s0: vec4<f32>,
+    s1: vec4<f32>,
+    s2: vec4<f32>,
+    s3: vec4<f32>,
+    n: u32,
+}
+
+fn cascade4_new() -> Cascade4 {
+    return Cascade4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+}
+
+fn cascade4_add(c: ptr<function, Cascade4>, x: vec4<f32>) {
+    (*c).s0 += x;
+    (*c).n += 1u;
+    if (((*c).n & 15u) == 0u) {
+        (*c).s1 += (*c).s0;
+        (*c).s0 = vec4<f32>(0.0);
+        if (((*c).n & 255u) == 0u) {
+            (*c).s2 += (*c).s1;
+            (*c).s1 = vec4<f32>(0.0);
+            if (((*c).n & 4095u) == 0u) {
+                (*c).s3 += (*c).s2;
+                (*c).s2 = vec4<f32>(0.0);
+            }
+        }
+    }
+}
+
+fn cascade4_total(c: Cascade4) -> f32 {
+    let t = c.s3 + (c.s2 + (c.s1 + c.s0));
+    return (t.x + t.y) + (t.z + t.w);
+}

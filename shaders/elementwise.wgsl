@@ -115,3 +115,12 @@ fn ema_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         out[i] = p.s * out[i] + p.t * x[i];
     }
 }
+
+// out = x[mid * n + i]: row `mid` of a matrix of rows of n.
+@compute @workgroup_size(256, 1, 1)
+fn take_row(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = x[p.mid * p.n + i];
+    }
+}

@@ -8,7 +8,8 @@ mod common;
 
 use byol_wgpu::graph::{CpuRunner, Executable, Graph, TensorId};
 use byol_wgpu::ops::{
-    numel, BnApply, CenteredVar, ChannelSum, Conv2d, HostTensor, MaxPool2d, SoftmaxCrossEntropy,
+    numel, BnAct, BnApply, CenteredVar, ChannelSum, Conv2d, HostTensor, MaxPool2d,
+    SoftmaxCrossEntropy,
 };
 use common::{assert_close, gpu, random};
 
@@ -128,13 +129,20 @@ fn check_finite_differences(c: &Case) {
 /// Batch norm with batch statistics; inputs (x, gamma, beta). `batch_stats`: dx in one op, as
 /// training builds it, or through the statistics' own gradients.
 fn batch_norm_train(g: &mut Graph, x: &[TensorId], batch_stats: bool) -> TensorId {
+    batch_norm_then(g, x, batch_stats, BnAct::Identity)
+}
+
+/// `batch_norm_train` followed by `act` in the same op; for `BnAct::AddRelu` the residual is x[3].
+fn batch_norm_then(g: &mut Graph, x: &[TensorId], batch_stats: bool, act: BnAct) -> TensorId {
     let mean = g.apply(ChannelSum::mean_of(g.shape(x[0])), &[x[0]]);
     let var = g.apply(CenteredVar, &[x[0], mean]);
     let bn = BnApply {
         eps: 1e-5,
         batch_stats,
+        act,
     };
-    g.apply(bn, &[x[0], mean, var, x[1], x[2]])
+    let inputs = [&[x[0], mean, var, x[1], x[2]][..], &x[3..]].concat();
+    g.apply(bn, &inputs)
 }
 
 fn cases() -> Vec<Case> {
@@ -286,6 +294,48 @@ fn cases() -> Vec<Case> {
             &[&[3, 4, 5, 6], &[4], &[4]],
             |g, x| batch_norm_train(g, x, false),
         ),
+        // The fused ReLU and residual add, on the scalar kernels (S not a multiple of 4: the
+        // plane, and [N, C]) and on the vec4 ones (S = 16 and S = 96, over 256 vec4 a channel).
+        case(
+            "batch norm + relu, training, NCHW",
+            &[&[3, 4, 5, 6], &[4], &[4]],
+            |g, x| batch_norm_then(g, x, true, BnAct::Relu),
+        ),
+        case(
+            "batch norm + relu, training, NC",
+            &[&[300, 3], &[3], &[3]],
+            |g, x| batch_norm_then(g, x, true, BnAct::Relu),
+        ),
+        case(
+            "batch norm + relu, training, vec4",
+            &[&[3, 4, 4, 4], &[4], &[4]],
+            |g, x| batch_norm_then(g, x, true, BnAct::Relu),
+        ),
+        case(
+            "batch norm + add + relu, training, NCHW",
+            &[&[3, 4, 5, 3], &[4], &[4], &[3, 4, 5, 3]],
+            |g, x| batch_norm_then(g, x, true, BnAct::AddRelu),
+        ),
+        case(
+            "batch norm + add + relu, training, vec4, long channels",
+            &[&[11, 3, 8, 12], &[3], &[3], &[11, 3, 8, 12]],
+            |g, x| batch_norm_then(g, x, true, BnAct::AddRelu),
+        ),
+        case(
+            "batch norm, training, vec4, long channels",
+            &[&[11, 3, 8, 12], &[3], &[3]],
+            |g, x| batch_norm_train(g, x, true),
+        ),
+        case(
+            "batch norm + relu, through the statistics' gradients",
+            &[&[3, 4, 2, 2], &[4], &[4]],
+            |g, x| batch_norm_then(g, x, false, BnAct::Relu),
+        ),
+        case(
+            "batch norm + add + relu, through the statistics' gradients",
+            &[&[3, 4, 5, 3], &[4], &[4], &[3, 4, 5, 3]],
+            |g, x| batch_norm_then(g, x, false, BnAct::AddRelu),
+        ),
         case(
             "batch norm, inference",
             &[&[3, 4, 2, 3], &[4], &[4], &[4], &[4]],
@@ -294,11 +344,7 @@ fn cases() -> Vec<Case> {
                 let sq = g.mul(x[2], x[2]);
                 let half = g.constant(&[4], vec![0.5; 4]);
                 let var = g.add(sq, half);
-                let bn = BnApply {
-                    eps: 1e-5,
-                    batch_stats: false,
-                };
-                g.apply(bn, &[x[0], x[1], var, x[3], x[4]])
+                g.apply(BnApply::new(1e-5, false), &[x[0], x[1], var, x[3], x[4]])
             },
         ),
         case("max pool 3x3 stride 2 pad 1", &[&[2, 3, 9, 8]], |g, x| {

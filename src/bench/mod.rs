@@ -782,17 +782,19 @@ pub fn memory_report(gpu: &Arc<Gpu>, shape: [usize; 4]) -> Result<MemoryReport> 
         ("batch norm: normalise", 2, |g, s, c| {
             let x = g.input("x", s);
             let stats: Vec<TensorId> = (0..4).map(|i| g.input(&format!("s{i}"), &[c])).collect();
-            let bn = BnApply {
-                eps: 1e-5,
-                batch_stats: false,
-            };
+            let bn = BnApply::new(1e-5, false);
             g.apply(bn, &[x, stats[0], stats[1], stats[2], stats[3]])
         }),
         ("batch norm: input gradient", 3, |g, s, c| {
             let (dy, x) = (g.input("dy", s), g.input("x", s));
-            let stats: Vec<TensorId> = (0..5).map(|i| g.input(&format!("s{i}"), &[c])).collect();
-            let inputs = [&[dy, x][..], &stats[..]].concat();
-            g.apply(BnBatchStatsGrad { eps: 1e-5 }, &inputs)
+            let stats: Vec<TensorId> = (0..3).map(|i| g.input(&format!("s{i}"), &[c])).collect();
+            let sums = g.input("sums", &[2, c]);
+            let inputs = [&[dy, x][..], &stats[..], &[sums]].concat();
+            let grad = BnBatchStatsGrad {
+                eps: 1e-5,
+                masked: false,
+            };
+            g.apply(grad, &inputs)
         }),
         ("batch norm: channel sum", 1, |g, s, _| {
             let x = g.input("x", s);

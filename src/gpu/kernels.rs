@@ -41,6 +41,7 @@ pub const SHADERS: &[ShaderSource] = &[
     shader!("reduce", false, cascade),
     shader!("rownorm", false),
     shader!("batchnorm", false, cascade),
+    shader!("batchnorm_vec4", true, cascade),
     shader!("pool", false),
     shader!("optim", false, cascade),
     shader!("fma_peak", true),

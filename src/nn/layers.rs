@@ -1,7 +1,7 @@
 //! The layer builder: appends layers to a graph and records every parameter under its name.
 
 use crate::graph::{Graph, TensorId};
-use crate::ops::{BnApply, CenteredVar, ChannelSum, Conv2d, EmaUpdate};
+use crate::ops::{BnAct, BnApply, CenteredVar, ChannelSum, Conv2d, EmaUpdate};
 
 /// Batch norm with the batch's statistics (and running-statistic updates), with the batch's
 /// statistics alone, or with the running statistics alone.
@@ -104,6 +104,27 @@ impl<'g> Layers<'g> {
 
     /// Batch norm over the channels of [N, C] or [N, C, H, W].
     pub fn batch_norm(&mut self, name: &str, x: TensorId) -> TensorId {
+        self.batch_norm_then(name, x, BnAct::Identity, &[])
+    }
+
+    /// relu(batch_norm(x)), in one kernel.
+    pub fn batch_norm_relu(&mut self, name: &str, x: TensorId) -> TensorId {
+        self.batch_norm_then(name, x, BnAct::Relu, &[])
+    }
+
+    /// relu(batch_norm(x) + residual): the end of a ResNet block, in one kernel.
+    pub fn batch_norm_add_relu(&mut self, name: &str, x: TensorId, residual: TensorId) -> TensorId {
+        self.batch_norm_then(name, x, BnAct::AddRelu, &[residual])
+    }
+
+    /// Batch norm followed by `act`, whose extra inputs (the residual) are `more`.
+    fn batch_norm_then(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        act: BnAct,
+        more: &[TensorId],
+    ) -> TensorId {
         let c = self.graph.shape(x)[1];
         let gamma = self.param(&format!("{name}.weight"), &[c], ParamRole::Bias);
         let beta = self.param(&format!("{name}.bias"), &[c], ParamRole::Bias);
@@ -142,8 +163,10 @@ impl<'g> Layers<'g> {
         let bn = BnApply {
             eps: BN_EPS,
             batch_stats,
+            act,
         };
-        self.graph.apply(bn, &[x, mean, var, gamma, beta])
+        let inputs = [&[x, mean, var, gamma, beta][..], more].concat();
+        self.graph.apply(bn, &inputs)
     }
 
     /// x [N, in] -> [N, out] with weight [out, in] (PyTorch's layout) and an optional bias.
@@ -163,8 +186,7 @@ impl<'g> Layers<'g> {
     /// with the keys of an nn.Sequential (`0.*`, `1.*`, `3.*`).
     pub fn mlp_head(&mut self, x: TensorId, hidden: usize, out: usize) -> TensorId {
         let h = self.linear("0", x, hidden, true);
-        let h = self.batch_norm("1", h);
-        let h = self.graph.relu(h);
+        let h = self.batch_norm_relu("1", h);
         self.linear("3", h, out, false)
     }
 }

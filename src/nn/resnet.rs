@@ -86,8 +86,7 @@ impl ResNetConfig {
             Stem::Small => l.conv("conv1", x, self.width, 3, 1, 1),
             Stem::Imagenet => l.conv("conv1", x, self.width, 7, 2, 3),
         };
-        h = l.batch_norm("bn1", h);
-        h = l.graph.relu(h);
+        h = l.batch_norm_relu("bn1", h);
         if self.stem == Stem::Imagenet {
             h = l.graph.apply(
                 MaxPool2d {
@@ -129,27 +128,23 @@ impl ResNetConfig {
         } else {
             x
         };
-        let mut h = match self.block {
+        // The last batch norm of the block takes the residual add and the ReLU into its kernel.
+        match self.block {
             Block::Basic => {
                 let h = l.conv(&format!("{name}.conv1"), x, planes, 3, stride, 1);
-                let h = l.batch_norm(&format!("{name}.bn1"), h);
-                let h = l.graph.relu(h);
+                let h = l.batch_norm_relu(&format!("{name}.bn1"), h);
                 let h = l.conv(&format!("{name}.conv2"), h, planes, 3, 1, 1);
-                l.batch_norm(&format!("{name}.bn2"), h)
+                l.batch_norm_add_relu(&format!("{name}.bn2"), h, identity)
             }
             Block::Bottleneck => {
                 let h = l.conv(&format!("{name}.conv1"), x, planes, 1, 1, 0);
-                let h = l.batch_norm(&format!("{name}.bn1"), h);
-                let h = l.graph.relu(h);
+                let h = l.batch_norm_relu(&format!("{name}.bn1"), h);
                 let h = l.conv(&format!("{name}.conv2"), h, planes, 3, stride, 1);
-                let h = l.batch_norm(&format!("{name}.bn2"), h);
-                let h = l.graph.relu(h);
+                let h = l.batch_norm_relu(&format!("{name}.bn2"), h);
                 let h = l.conv(&format!("{name}.conv3"), h, out_planes, 1, 1, 0);
-                l.batch_norm(&format!("{name}.bn3"), h)
+                l.batch_norm_add_relu(&format!("{name}.bn3"), h, identity)
             }
-        };
-        h = l.graph.add(h, identity);
-        l.graph.relu(h)
+        }
     }
 
     /// Every parameter's name (without prefix) and shape, in build order.

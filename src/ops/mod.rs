@@ -20,12 +20,13 @@ mod scale;
 mod sgd;
 mod softmax_xent;
 mod stats;
+mod take_row;
 mod view;
 
 pub use add::Add;
 pub use batch_norm::{
-    BnApply, BnBatchStatsGrad, BnScaleGrad, BnStat, BnStatGrad, CenteredVar, CenteredVarGrad,
-    ChannelBroadcast, ChannelDotNormalized, ChannelSum,
+    BnAct, BnApply, BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat, BnStatGrad, CenteredVar,
+    CenteredVarGrad, ChannelBroadcast, ChannelDotNormalized, ChannelSum,
 };
 pub use bias_add::BiasAdd;
 pub use byol_loss::{ByolLoss, ByolLossGrad};
@@ -42,6 +43,7 @@ pub use scale::Scale;
 pub use sgd::SgdUpdate;
 pub use softmax_xent::{SoftmaxCrossEntropy, SoftmaxCrossEntropyGrad};
 pub use stats::ColumnStdMean;
+pub use take_row::TakeRow;
 pub use view::{Reshape, StopGradient};
 
 use crate::gpu::{Dispatch, Gpu};

@@ -1,0 +1,118 @@
+//! Batch normalisation as small ops over x viewed as [N, C, S] (S = H*W, or 1 for [N, C]):
+//! the batch mean, the variance about it, the normalise-and-scale transform, and their gradients.
+//! Composed by `nn::Layers::batch_norm`: training uses the batch's statistics, inference the
+//! running ones. Where S is a multiple of 4 the training kernels run four elements of one channel
+//! per invocation (batchnorm_vec4.wgsl); elsewhere the scalar kernels of batchnorm.wgsl.
+
+mod apply;
+mod grad;
+mod stats;
+
+pub use apply::{BnAct, BnApply};
+pub use grad::{
+    BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat, BnStatGrad, ChannelDotNormalized,
+};
+pub use stats::{CenteredVar, CenteredVarGrad, ChannelBroadcast, ChannelSum};
+
+use super::{numel, Params};
+use crate::gpu::{Dispatch, Gpu};
+use crate::Result;
+
+/// Elements per invocation of the kernels that read several per-channel values (`RUN` in
+/// batchnorm.wgsl).
+const RUN: usize = 4;
+
+/// (N, C, S) of a [N, C, ...] tensor.
+fn view(shape: &[usize]) -> std::result::Result<(usize, usize, usize), String> {
+    if shape.len() < 2 {
+        return Err(format!("batch norm needs [N, C, ...], got {shape:?}"));
+    }
+    Ok((shape[0], shape[1], numel(&shape[2..])))
+}
+
+fn check_channels(
+    op: &str,
+    x: &[usize],
+    per_channel: &[&[usize]],
+) -> std::result::Result<usize, String> {
+    let (_, c, _) = view(x)?;
+    for s in per_channel {
+        if *s != [c] {
+            return Err(format!("{op}: per-channel inputs must be [{c}], got {s:?}"));
+        }
+    }
+    Ok(c)
+}
+
+/// A batch-norm kernel's launch: the [N, C, S] view, (eps, scale) and the entry's flags.
+struct BnLaunch {
+    view: (usize, usize, usize),
+    eps: f32,
+    scale: f32,
+    flags: u32,
+}
+
+impl BnLaunch {
+    fn new(view: (usize, usize, usize), eps: f32, scale: f32) -> Self {
+        Self {
+            view,
+            eps,
+            scale,
+            flags: 0,
+        }
+    }
+
+    fn flags(self, flags: u32) -> Self {
+        Self { flags, ..self }
+    }
+
+    /// Whether four consecutive elements always share a channel (batchnorm_vec4.wgsl applies).
+    fn vec4(&self) -> bool {
+        self.view.2.is_multiple_of(4)
+    }
+
+    fn params(&self, spatial: usize) -> Vec<u32> {
+        let (n, c, _) = self.view;
+        Params::default()
+            .u(n)
+            .u(c)
+            .u(spatial)
+            .u(self.flags as usize)
+            .f(self.eps)
+            .f(self.scale)
+            .padded(8)
+    }
+}
+
+/// `entry` of batchnorm.wgsl over `groups` workgroups.
+fn launch(
+    gpu: &Gpu,
+    entry: &'static str,
+    l: BnLaunch,
+    bindings: &[(u32, &wgpu::Buffer)],
+    groups: usize,
+) -> Result<Vec<Dispatch>> {
+    let params = l.params(l.view.2);
+    super::launch(gpu, ("batchnorm", entry), &params, bindings, groups)
+}
+
+/// `entry` of batchnorm_vec4.wgsl over `groups` workgroups; the view's S must be a multiple of 4.
+fn launch_vec4(
+    gpu: &Gpu,
+    entry: &'static str,
+    l: BnLaunch,
+    bindings: &[(u32, &wgpu::Buffer)],
+    groups: usize,
+) -> Result<Vec<Dispatch>> {
+    debug_assert!(l.vec4());
+    let params = l.params(l.view.2 / 4);
+    super::launch(gpu, ("batchnorm_vec4", entry), &params, bindings, groups)
+}
+
+/// Host loop over (element index, channel) of a [N, C, S] view.
+fn each(shape: &[usize], mut f: impl FnMut(usize, usize)) {
+    let (n, c, s) = view(shape).expect("checked shapes");
+    for i in 0..n * c * s {
+        f(i, (i / s) % c);
+    }
+}
