@@ -6,7 +6,9 @@
 // batchnorm_vec4.wgsl has the training kernels again for S a multiple of 4; these serve the
 // other shapes ([N, C] features, odd planes such as 7x7) and inference.
 // Reductions (channel_*): one workgroup of 256 per channel, each lane's run summed by
-// cascade.wgsl (prepended), then a tree over the lanes; dispatch grid_1d(C).
+// cascade.wgsl (prepended), then a tree over the lanes; dispatch grid_1d(C). For [N, C]
+// features (S = 1) the *_columns entries instead give each lane a channel, whose column it
+// sums down alone; dispatch grid_1d(ceil(C / 256)).
 // Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)). Those
 // that read several per-channel values (bn_apply, bn_batch_stats_grad) compute RUN consecutive
 // elements each and read them again only where the run crosses into the next channel: on
@@ -47,8 +49,28 @@ fn linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-fn element(c: u32, i: u32) -> u32 {
-    return ((i / p.spatial) * p.channels + c) * p.spatial + i % p.spatial;
+// A lane's walk over the elements of channel c, 256 apart in the channel's order (n, s): the
+// index of each without a division.
+struct Walk {
+    e: u32,
+    s: u32,
+}
+
+fn walk_start(c: u32, i: u32) -> Walk {
+    let s = i % p.spatial;
+    return Walk(((i / p.spatial) * p.channels + c) * p.spatial + s, s);
+}
+
+fn walk_next(w: ptr<function, Walk>) {
+    // 256 = q S + r: q planes of the channel (each C S elements apart) and r elements on.
+    let q = 256u / p.spatial;
+    let r = 256u - q * p.spatial;
+    (*w).e += q * p.channels * p.spatial + r;
+    (*w).s += r;
+    if ((*w).s >= p.spatial) {
+        (*w).s -= p.spatial;
+        (*w).e += (p.channels - 1u) * p.spatial;
+    }
 }
 
 fn channel_of(i: u32) -> u32 {
@@ -77,8 +99,10 @@ fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let m = p.batch * p.spatial;
     var acc = cascade_new();
     if (c < p.channels) {
+        var walk = walk_start(c, lid.x);
         for (var i = lid.x; i < m; i += 256u) {
-            cascade_add(&acc, in1[element(c, i)]);
+            cascade_add(&acc, in1[walk.e]);
+            walk_next(&walk);
         }
     }
     partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
@@ -96,9 +120,11 @@ fn channel_centered_square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
     var acc = cascade_new();
     if (c < p.channels) {
         let mean = in2[c];
+        var walk = walk_start(c, lid.x);
         for (var i = lid.x; i < m; i += 256u) {
-            let d = in1[element(c, i)] - mean;
+            let d = in1[walk.e] - mean;
             cascade_add(&acc, d * d);
+            walk_next(&walk);
         }
     }
     partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
@@ -118,9 +144,11 @@ fn channel_dot_normalized(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     if (c < p.channels) {
         let mean = in3[c];
         istd = inv_std(c, in4[c]);
+        var walk = walk_start(c, lid.x);
         for (var i = lid.x; i < m; i += 256u) {
-            let e = element(c, i);
+            let e = walk.e;
             cascade_add(&acc, in1[e] * (in2[e] - mean));
+            walk_next(&walk);
         }
     }
     partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
@@ -232,8 +260,10 @@ fn bn_grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (c < p.channels) {
         let mean = in3[c];
         istd = inv_std(c, in4[c]);
+        var walk = walk_start(c, lid.x);
         for (var i = lid.x; i < m; i += 256u) {
-            let e = element(c, i);
+            let e = walk.e;
+            walk_next(&walk);
             let dy = masked_dy(e);
             cascade_add(&sum, dy);
             cascade_add(&dot, dy * (in2[e] - mean));
@@ -303,5 +333,57 @@ fn bn_grad_var(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (c < p.channels) {
         let istd = inv_std(c, in3[c]);
         out[c] = -0.5 * in2[c] * istd * istd * in1[c];
+    }
+}
+
+// The lane's channel in the *_columns entries, and the column's length.
+fn column(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return linear(wid, nwg) * 256u + lid.x;
+}
+
+// channel_sum for S = 1.
+@compute @workgroup_size(256, 1, 1)
+fn channel_sum_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = column(wid, nwg, lid);
+    if (c < p.channels) {
+        var acc = cascade_new();
+        for (var n = 0u; n < p.batch; n++) {
+            cascade_add(&acc, in1[n * p.channels + c]);
+        }
+        out[c] = p.scale * cascade_total(acc);
+    }
+}
+
+// channel_centered_square for S = 1.
+@compute @workgroup_size(256, 1, 1)
+fn channel_centered_square_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = column(wid, nwg, lid);
+    if (c < p.channels) {
+        let mean = in2[c];
+        var acc = cascade_new();
+        for (var n = 0u; n < p.batch; n++) {
+            let d = in1[n * p.channels + c] - mean;
+            cascade_add(&acc, d * d);
+        }
+        out[c] = p.scale * cascade_total(acc);
+    }
+}
+
+// bn_grad_sums for S = 1.
+@compute @workgroup_size(256, 1, 1)
+fn bn_grad_sums_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = column(wid, nwg, lid);
+    if (c < p.channels) {
+        let mean = in3[c];
+        var sum = cascade_new();
+        var dot = cascade_new();
+        for (var n = 0u; n < p.batch; n++) {
+            let e = n * p.channels + c;
+            let dy = masked_dy(e);
+            cascade_add(&sum, dy);
+            cascade_add(&dot, dy * (in2[e] - mean));
+        }
+        out[c] = cascade_total(sum);
+        out[p.channels + c] = cascade_total(dot) * inv_std(c, in4[c]);
     }
 }

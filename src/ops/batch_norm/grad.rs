@@ -62,7 +62,6 @@ impl Op for BnGradSums {
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), self.eps, 0.0).flags(self.masked.into());
-        let channels = l.view.1;
         // Unmasked, the mask's binding still needs a buffer: dy, never read.
         let mask = x.get(4).unwrap_or(&x[0]).buffer;
         if l.vec4() {
@@ -74,7 +73,7 @@ impl Op for BnGradSums {
                 (5, x[3].buffer),
                 (9, y.buffer),
             ];
-            return launch_vec4(gpu, "bn_grad_sums4", l, &bindings, channels);
+            return launch_vec4(gpu, "bn_grad_sums4", l, &bindings, l.reduction_groups());
         }
         let bindings = [
             (1, x[0].buffer),
@@ -84,7 +83,12 @@ impl Op for BnGradSums {
             (8, mask),
             (6, y.buffer),
         ];
-        launch(gpu, "bn_grad_sums", l, &bindings, channels)
+        let entry = if l.columns() {
+            "bn_grad_sums_columns"
+        } else {
+            "bn_grad_sums"
+        };
+        launch(gpu, entry, l, &bindings, l.reduction_groups())
     }
 }
 

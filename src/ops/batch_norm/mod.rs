@@ -14,7 +14,7 @@ pub use grad::{
 };
 pub use stats::{CenteredVar, CenteredVarGrad, ChannelBroadcast, ChannelSum};
 
-use super::{numel, Params};
+use super::{numel, per_element, Params};
 use crate::gpu::{Dispatch, Gpu};
 use crate::Result;
 
@@ -45,6 +45,7 @@ fn check_channels(
 }
 
 /// A batch-norm kernel's launch: the [N, C, S] view, (eps, scale) and the entry's flags.
+#[derive(Clone, Copy)]
 struct BnLaunch {
     view: (usize, usize, usize),
     eps: f32,
@@ -64,6 +65,21 @@ impl BnLaunch {
 
     fn flags(self, flags: u32) -> Self {
         Self { flags, ..self }
+    }
+
+    /// Whether the view is [N, C] features (S = 1), reduced by the *_columns entries.
+    fn columns(&self) -> bool {
+        self.view.2 == 1
+    }
+
+    /// The workgroups of a per-channel reduction: a workgroup per channel, or a lane per
+    /// channel for `columns`.
+    fn reduction_groups(&self) -> usize {
+        if self.columns() {
+            per_element(self.view.1)
+        } else {
+            self.view.1
+        }
     }
 
     /// Whether four consecutive elements always share a channel (batchnorm_vec4.wgsl applies).

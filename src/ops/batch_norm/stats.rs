@@ -60,13 +60,17 @@ impl Op for ChannelSum {
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), 0.0, self.scale);
-        let channels = l.view.1;
         if l.vec4() {
             let bindings = [(1, x[0].buffer), (9, y.buffer)];
-            return launch_vec4(gpu, "channel_sum4", l, &bindings, channels);
+            return launch_vec4(gpu, "channel_sum4", l, &bindings, l.reduction_groups());
         }
         let bindings = [(1, x[0].buffer), (6, y.buffer)];
-        launch(gpu, "channel_sum", l, &bindings, channels)
+        let entry = if l.columns() {
+            "channel_sum_columns"
+        } else {
+            "channel_sum"
+        };
+        launch(gpu, entry, l, &bindings, l.reduction_groups())
     }
 }
 
@@ -163,13 +167,23 @@ impl Op for CenteredVar {
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), 0.0, Self::scale(x[0].shape));
-        let channels = l.view.1;
         if l.vec4() {
             let bindings = [(1, x[0].buffer), (4, x[1].buffer), (9, y.buffer)];
-            return launch_vec4(gpu, "channel_centered_square4", l, &bindings, channels);
+            return launch_vec4(
+                gpu,
+                "channel_centered_square4",
+                l,
+                &bindings,
+                l.reduction_groups(),
+            );
         }
         let bindings = [(1, x[0].buffer), (2, x[1].buffer), (6, y.buffer)];
-        launch(gpu, "channel_centered_square", l, &bindings, channels)
+        let entry = if l.columns() {
+            "channel_centered_square_columns"
+        } else {
+            "channel_centered_square"
+        };
+        launch(gpu, entry, l, &bindings, l.reduction_groups())
     }
 }
 
