@@ -130,7 +130,7 @@ fn tensors(run: &Path) -> BTreeMap<String, Vec<f32>> {
 
 /// Exact: every tensor equal but the batch-norm running statistics (combined from the ranks'
 /// own in f64, not updated one micro-batch after another), which agree within float rounding
-/// of their scale. Not exact: the networks' tensors within 1e-5 of their scale; the optimiser
+/// of their scale. Not exact: the networks' tensors within 1e-4 of their scale; the optimiser
 /// state is left out, as the momentum of a bias in front of a batch norm (whose true gradient
 /// is 0) is rounding noise that any other order of summation changes entirely.
 fn assert_same_tensors(a: &Path, b: &Path, exact: bool) {
@@ -213,12 +213,16 @@ fn two_ranks_train_as_one_process_with_two_micro_batches_through_a_kill_and_resu
 }
 
 /// Two micro-batches on each of two ranks train as four in one process, within the rounding of
-/// summing the gradients in another order: metrics within 1e-6, the networks within 1e-4 of
-/// their scale (measured: 6e-8 and 7e-6 after 4 steps). Four steps: at micro-batches of 8
-/// images the tiny network's step 5 amplifies rounding differences of 1e-7 in the gradient
-/// norm to 4e-3, in whichever order the sums run. LARS unclipped: the preset's clipped rates
-/// are larger in the warm-up and amplify the same differences to 4e-6 by step 3 (measured),
-/// which says nothing about the sums this test is about.
+/// summing the gradients in another order. Steps 1 and 2 run on the same weights (the warm-up's
+/// rate is 0 at step 1), so their metrics differ only by the order of the sums: within 1e-6
+/// (measured: 1e-8). From step 3 on the weights themselves differ by that rounding, carried
+/// through the updates: the networks and the later metrics within 1e-4 of their scale, the
+/// tolerance the weights are held to (measured after 4 steps: the weights 6e-6, worst at a batch
+/// norm's bias, whose scale is still small; the gradient norm 5e-6 at step 4, 1e-7 at step 3).
+/// Four steps: at micro-batches of 8 images the tiny network's step 5 amplifies these
+/// differences to 1e-3 in the gradient norm, in whichever order the sums run. LARS unclipped:
+/// the preset's clipped rates are larger in the warm-up and amplify the same differences to
+/// 4e-6 by step 3 (measured), which says nothing about the sums this test is about.
 #[test]
 fn two_ranks_of_two_micro_batches_train_as_four_micro_batches() {
     let dir = tempfile::tempdir().unwrap();
@@ -240,12 +244,13 @@ fn two_ranks_of_two_micro_batches_train_as_four_micro_batches() {
     let (a, b) = (metrics(&alone), metrics(&ranks));
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
+        let step = x["step"].as_u64().unwrap();
+        let within = if step <= 2 { 1e-6 } else { 1e-4 };
         for (key, v) in x.as_object().unwrap() {
             let (p, q) = (v.as_f64().unwrap(), y[key].as_f64().unwrap());
             assert!(
-                (p - q).abs() <= 1e-6 * p.abs().max(1e-3),
-                "step {}: {key} {p} vs {q}",
-                x["step"]
+                (p - q).abs() <= within * p.abs().max(1e-3),
+                "step {step}: {key} {p} vs {q}"
             );
         }
     }
