@@ -76,6 +76,37 @@ fn runs_allocate_nothing_after_compilation() {
     assert_eq!(gpu.allocated_bytes(), before);
 }
 
+/// Where the driver compiles a kernel at its first dispatch (lavapipe), building a plan runs
+/// each op with a kernel new to the device once, on scratch buffers: the plan's constants and
+/// parameters are untouched by those runs, and a second plan of the same kernels runs none.
+#[test]
+fn building_a_plan_compiles_its_new_kernels_on_scratch_buffers() {
+    // A device of its own: no other test compiled these kernels on it.
+    let gpu = byol_wgpu::gpu::Gpu::from_env().unwrap();
+    let mut g = Graph::new();
+    let w = g.param("w", &[4]);
+    let c = g.constant(&[4], vec![1.0, 2.0, 3.0, 4.0]);
+    let x = g.input("x", &[4]);
+    let y = g.add(c, x);
+    let y = g.relu(y);
+    let z = g.add(y, x);
+    g.sgd_update(w, c, 1.0);
+    let exe = Executable::new(&gpu, &g, &[z]).unwrap();
+    let again = Executable::new(&gpu, &g, &[z]).unwrap();
+    // add, relu and sgd: the second add's kernel is the first's.
+    let ahead = if gpu.compiles_at_first_dispatch() {
+        3
+    } else {
+        0
+    };
+    assert_eq!(exe.ops_compiled_ahead(), ahead);
+    assert_eq!(again.ops_compiled_ahead(), 0);
+    exe.write(w, &[0.0; 4]).unwrap();
+    let out = exe.run(&[(x, &[-2.0, -2.0, 0.0, 1.0])]).unwrap();
+    assert_eq!(out[0], vec![-2.0, -2.0, 3.0, 6.0]);
+    assert_eq!(exe.read(w).unwrap(), vec![-1.0, -2.0, -3.0, -4.0]);
+}
+
 #[test]
 fn a_long_chain_reuses_buffers() {
     let mut g = Graph::new();

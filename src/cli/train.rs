@@ -367,8 +367,8 @@ fn report_verdict(trainer: &Trainer) -> Result<()> {
 }
 
 /// The adapter, what it costs where it is slow, and that the kernels compile now: said before
-/// they do, which takes minutes on a fresh CPU adapter. Returns when compiling began. In a
-/// group, rank 0 says it for all: the number of processes, with its own adapter.
+/// they do, which takes half a minute or more on a fresh CPU adapter. Returns when compiling
+/// began. In a group, rank 0 says it for all: the number of processes, with its own adapter.
 fn announce(gpu: &Gpu, group: &Group) -> std::time::Instant {
     if !group.is_root() {
         return std::time::Instant::now();
@@ -384,7 +384,7 @@ fn announce(gpu: &Gpu, group: &Group) -> std::time::Instant {
         eprintln!("{note}");
     }
     eprintln!(
-        "compiling the step's kernels (on a CPU adapter with an empty shader cache: minutes)..."
+        "compiling the step's kernels (on a CPU adapter with an empty shader cache: half a minute or more)..."
     );
     std::time::Instant::now()
 }
@@ -393,7 +393,8 @@ fn report_start(trainer: &Trainer, ready_s: f64) {
     let c = &trainer.config;
     let i = &trainer.info;
     eprintln!(
-        "ready in {ready_s:.1} s\ndata: {} images of {:?}; preset {}: {} width {} stem {:?}, heads {}/{}, batch {} ({} micro-batches), {} epochs = {} steps, {} kernels per micro-batch\nrun: {}",
+        "ready in {ready_s:.1} s ({} ops run once to compile their kernels)\ndata: {} images of {:?}; preset {}: {} width {} stem {:?}, heads {}/{}, batch {} ({} micro-batches), {} epochs = {} steps, {} kernels per micro-batch\nrun: {}",
+        i.ops_compiled_ahead,
         i.dataset_len,
         i.image_shape,
         c.preset,

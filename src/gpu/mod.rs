@@ -6,8 +6,9 @@ mod kernels;
 pub use adapter::{describe, enumerate, select, slowness, AdapterChoice};
 pub use kernels::{shader_source, KernelKey, ShaderSource, SHADERS};
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::{Error, Result};
 
@@ -24,7 +25,16 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pipelines: kernels::PipelineCache,
     allocated_bytes: AtomicU64,
+    /// Pipelines whose code is compiled, or claimed by a warm-up that compiles it.
+    compiled: Mutex<HashSet<wgpu::ComputePipeline>>,
+    /// More devices on the same adapter, opened on first use, that compile pipelines beside
+    /// this one (see `graph::warm_up`).
+    siblings: OnceLock<Vec<Arc<Gpu>>>,
 }
+
+/// At most this many devices compile a plan's pipelines at once: the quick step's three
+/// largest GEMMs take most of the time, so more would wait on them.
+const COMPILING_DEVICES: usize = 4;
 
 /// One recorded kernel launch: everything it needs was created ahead of time.
 #[derive(Clone)]
@@ -51,9 +61,19 @@ impl Gpu {
                 limits.max_storage_buffer_binding_size.min(cap);
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
         }
+        let features = adapter.features() & wanted;
+        Ok(Arc::new(Self::open(adapter, info, limits, features)?))
+    }
+
+    fn open(
+        adapter: wgpu::Adapter,
+        info: wgpu::AdapterInfo,
+        limits: wgpu::Limits,
+        features: wgpu::Features,
+    ) -> Result<Gpu> {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("byol"),
-            required_features: adapter.features() & wanted,
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -63,7 +83,7 @@ impl Gpu {
             adapter: info.name.clone(),
             reason: e.to_string(),
         })?;
-        Ok(Arc::new(Gpu {
+        Ok(Gpu {
             features: device.features(),
             adapter,
             device,
@@ -72,7 +92,49 @@ impl Gpu {
             limits,
             pipelines: Default::default(),
             allocated_bytes: AtomicU64::new(0),
-        }))
+            compiled: Default::default(),
+            siblings: OnceLock::new(),
+        })
+    }
+
+    /// Whether the driver compiles a pipeline's code at its first dispatch, on the thread that
+    /// runs the queue, rather than when the pipeline is created: software adapters (lavapipe).
+    pub fn compiles_at_first_dispatch(&self) -> bool {
+        self.is_cpu()
+    }
+
+    /// Devices on the same adapter with the same limits and features that compile pipelines
+    /// for this one: one per core beyond the first up to `COMPILING_DEVICES` in all, fewer where
+    /// the adapter opens no more, none where Mesa's shader cache, through which what they
+    /// compile reaches this device, is off: there their work is lost (lavapipe, 2026-12-05, the
+    /// quick step's first step with the cache off: 31 and 37 s alone, 36 and 38 s with one).
+    pub fn siblings(&self) -> &[Arc<Gpu>] {
+        self.siblings.get_or_init(|| {
+            let cache_off = std::env::var("MESA_SHADER_CACHE_DISABLE")
+                .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+            let cores = match cache_off {
+                true => 1,
+                false => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            (1..cores.min(COMPILING_DEVICES))
+                .map_while(|_| {
+                    let (adapter, info) = (self.adapter.clone(), self.info.clone());
+                    Self::open(adapter, info, self.limits.clone(), self.features).ok()
+                })
+                .map(Arc::new)
+                .collect()
+        })
+    }
+
+    /// Whether any of `dispatches` has a pipeline not compiled yet; marks them all compiled,
+    /// so the caller must see to it that they are.
+    pub fn claim_uncompiled(&self, dispatches: &[Dispatch]) -> bool {
+        let mut compiled = self.compiled.lock().unwrap();
+        let mut any_new = false;
+        for d in dispatches {
+            any_new |= compiled.insert(d.pipeline.clone());
+        }
+        any_new
     }
 
     /// The adapter chosen by `BYOL_BACKEND` / `BYOL_ADAPTER`, as the CLI and the tests use it.

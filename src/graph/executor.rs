@@ -2,7 +2,8 @@
 //!
 //! At compile time: dead nodes are dropped; every intermediate gets a buffer from a plan by
 //! liveness (a buffer is reused once the last reader of its previous tensor has run); every
-//! pipeline, uniform and bind group is created. A run then writes the inputs, encodes all
+//! pipeline, uniform and bind group is created, and on drivers that compile a pipeline's code at
+//! its first dispatch the new ones are compiled (see `warm_up`). A run then writes the inputs, encodes all
 //! dispatches into one compute pass, and reads back only the requested outputs: either
 //! blocking (`run`) or later, without stalling the queue (`submit`, then `collect`).
 
@@ -25,6 +26,8 @@ pub struct Executable {
     /// Which tensors may be written and read by the caller: inputs and parameters.
     writable: Vec<bool>,
     dispatches: Vec<Dispatch>,
+    /// How many of the graph's ops were run ahead of the first run to compile their kernels.
+    compiled_ahead: usize,
     /// The first dispatch of each phase, and the end of the last.
     phase_bounds: Vec<usize>,
     outputs: Vec<TensorId>,
@@ -143,6 +146,7 @@ impl Executable {
             .collect::<Result<Vec<_>>>()?;
 
         let mut dispatches = Vec::new();
+        let mut uncompiled = Vec::new();
         let mut phase_bounds = vec![0];
         let mut writable = vec![false; graph.nodes().len()];
         for (i, node) in graph.nodes().iter().enumerate() {
@@ -171,10 +175,15 @@ impl Executable {
                         shape: &node.shape,
                         buffer: &buffers[slot],
                     };
-                    dispatches.extend(op.encode(gpu, &args, &out)?);
+                    let own = op.encode(gpu, &args, &out)?;
+                    if gpu.compiles_at_first_dispatch() && gpu.claim_uncompiled(&own) {
+                        uncompiled.push(i);
+                    }
+                    dispatches.extend(own);
                 }
             }
         }
+        super::warm_up::compile(gpu, graph, &uncompiled)?;
 
         phase_bounds.push(dispatches.len());
         let mut output_offsets = Vec::new();
@@ -202,6 +211,7 @@ impl Executable {
             buffers,
             writable,
             dispatches,
+            compiled_ahead: uncompiled.len(),
             phase_bounds,
             outputs: outputs.to_vec(),
             output_offsets,
@@ -223,6 +233,12 @@ impl Executable {
     }
 
     /// How many kernel launches one run makes.
+    /// How many ops were run once on scratch buffers while building, to compile kernels that
+    /// the device had not compiled yet (0 where the driver compiles when pipelines are made).
+    pub fn ops_compiled_ahead(&self) -> usize {
+        self.compiled_ahead
+    }
+
     pub fn dispatch_count(&self) -> usize {
         self.dispatches.len()
     }

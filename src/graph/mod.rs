@@ -4,6 +4,7 @@
 mod autodiff;
 mod cpu;
 mod executor;
+mod warm_up;
 
 pub use cpu::CpuRunner;
 pub use executor::{Executable, Pending, IN_FLIGHT};

@@ -54,6 +54,8 @@ pub struct RunInfo {
     pub total_steps: u64,
     pub image_shape: [usize; 3],
     pub kernels_per_step: usize,
+    /// Ops of the step run once while it was built, to compile kernels new to the device.
+    pub ops_compiled_ahead: usize,
     /// The f32 values the ranks of a group sum every step (0 alone).
     pub summed_per_step: usize,
 }
@@ -358,6 +360,7 @@ impl Trainer {
             total_steps,
             image_shape,
             kernels_per_step: exe.dispatch_count() + augmenter.dispatches().len(),
+            ops_compiled_ahead: exe.ops_compiled_ahead(),
             summed_per_step: if ranks > 1 {
                 step.accumulator_floats()
             } else {
