@@ -146,7 +146,8 @@ impl Executable {
             .collect::<Result<Vec<_>>>()?;
 
         let mut dispatches = Vec::new();
-        let mut uncompiled = Vec::new();
+        // Each op node's dispatches, for the warm-up.
+        let mut recorded = Vec::new();
         let mut phase_bounds = vec![0];
         let mut writable = vec![false; graph.nodes().len()];
         for (i, node) in graph.nodes().iter().enumerate() {
@@ -175,15 +176,17 @@ impl Executable {
                         shape: &node.shape,
                         buffer: &buffers[slot],
                     };
-                    let own = op.encode(gpu, &args, &out)?;
-                    if gpu.compiles_at_first_dispatch() && gpu.claim_uncompiled(&own) {
-                        uncompiled.push(i);
-                    }
-                    dispatches.extend(own);
+                    let start = dispatches.len();
+                    dispatches.extend(op.encode(gpu, &args, &out)?);
+                    recorded.push((i, start..dispatches.len()));
                 }
             }
         }
-        super::warm_up::compile(gpu, graph, &uncompiled)?;
+        let compiled_ahead = if gpu.compiles_at_first_dispatch() {
+            super::warm_up::compile(gpu, graph, &dispatches, &recorded)?
+        } else {
+            0
+        };
 
         phase_bounds.push(dispatches.len());
         let mut output_offsets = Vec::new();
@@ -211,7 +214,7 @@ impl Executable {
             buffers,
             writable,
             dispatches,
-            compiled_ahead: uncompiled.len(),
+            compiled_ahead,
             phase_bounds,
             outputs: outputs.to_vec(),
             output_offsets,
