@@ -247,8 +247,11 @@ fn main() -> ExitCode {
             ExitCode::from(130)
         }
         Err(e) if group.size() > 1 => {
+            // One write: mpirun interleaves its abort notice with the ranks' output, and
+            // eprintln! writes a formatted line piece by piece.
+            let line = format!("error on {}: {e}\n", group.describe());
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             // The other ranks may be waiting for this one in a collective: end them all.
-            eprintln!("error on {}: {e}", group.describe());
             group.abort(1)
         }
         Err(e) => {
