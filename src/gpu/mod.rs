@@ -112,9 +112,10 @@ impl Gpu {
         self.siblings.get_or_init(|| {
             let cache_off = std::env::var("MESA_SHADER_CACHE_DISABLE")
                 .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
-            let cores = match cache_off {
-                true => 1,
-                false => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            let cores = if cache_off {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
             };
             (1..cores.min(COMPILING_DEVICES))
                 .map_while(|_| {

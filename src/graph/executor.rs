@@ -2,10 +2,11 @@
 //!
 //! At compile time: dead nodes are dropped; every intermediate gets a buffer from a plan by
 //! liveness (a buffer is reused once the last reader of its previous tensor has run); every
-//! pipeline, uniform and bind group is created, and on drivers that compile a pipeline's code at
-//! its first dispatch the new ones are compiled (see `warm_up`). A run then writes the inputs, encodes all
-//! dispatches into one compute pass, and reads back only the requested outputs: either
-//! blocking (`run`) or later, without stalling the queue (`submit`, then `collect`).
+//! pipeline, uniform and bind group is created, and on drivers that compile a pipeline's code
+//! at its first dispatch the new ones are compiled (see `warm_up`). A run then writes the
+//! inputs, encodes all dispatches into one compute pass, and reads back only the requested
+//! outputs: either blocking (`run`) or later, without stalling the queue (`submit`, then
+//! `collect`).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -235,13 +236,13 @@ impl Executable {
         self.buffers.len()
     }
 
-    /// How many kernel launches one run makes.
     /// How many ops were run once on scratch buffers while building, to compile kernels that
     /// the device had not compiled yet (0 where the driver compiles when pipelines are made).
     pub fn ops_compiled_ahead(&self) -> usize {
         self.compiled_ahead
     }
 
+    /// How many kernel launches one run makes.
     pub fn dispatch_count(&self) -> usize {
         self.dispatches.len()
     }

@@ -12,7 +12,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Graph, NodeKind};
+use super::Graph;
 use crate::gpu::{Dispatch, Gpu};
 use crate::ops::{numel, TensorRef};
 use crate::Result;
@@ -66,24 +66,22 @@ pub(super) fn compile(
 /// The bytes of a node's operands and result.
 fn scratch_bytes(graph: &Graph, node: usize) -> u64 {
     let n = &graph.nodes()[node];
-    let operands: usize = match &n.kind {
-        NodeKind::Op { inputs, .. } => inputs.iter().map(|t| numel(graph.shape(*t))).sum(),
-        _ => 0,
-    };
+    let operands: usize = n.inputs().iter().map(|t| numel(graph.shape(*t))).sum();
     ((operands + numel(&n.shape)) * 4) as u64
 }
 
-/// The node's op on zeroed buffers of its shapes.
+/// The op node's op on zeroed buffers of its shapes.
 fn run_on_scratch(gpu: &Gpu, graph: &Graph, node: usize) -> Result<()> {
-    let NodeKind::Op { op, inputs } = &graph.nodes()[node].kind else {
-        return Ok(());
-    };
+    let n = &graph.nodes()[node];
+    let op = n.op().expect("only op nodes are recorded");
     let scratch = |shape: &[usize]| gpu.storage_buffer("scratch", (numel(shape) * 4) as u64);
-    let buffers = inputs
+    let buffers = n
+        .inputs()
         .iter()
         .map(|t| scratch(graph.shape(*t)))
         .collect::<Result<Vec<_>>>()?;
-    let args: Vec<TensorRef> = inputs
+    let args: Vec<TensorRef> = n
+        .inputs()
         .iter()
         .zip(&buffers)
         .map(|(t, buffer)| TensorRef {
@@ -91,13 +89,12 @@ fn run_on_scratch(gpu: &Gpu, graph: &Graph, node: usize) -> Result<()> {
             buffer,
         })
         .collect();
-    let shape = &graph.nodes()[node].shape;
-    let out = scratch(shape)?;
+    let out = scratch(&n.shape)?;
     let dispatches = op.encode(
         gpu,
         &args,
         &TensorRef {
-            shape,
+            shape: &n.shape,
             buffer: &out,
         },
     )?;
