@@ -1,5 +1,5 @@
 //! Every convolution kernel family the adapter can run, each pass against the f64 reference:
-//! the tiled GEMM of hardware GPUs runs here too, so CI on a software adapter checks both.
+//! the tiled GEMMs of hardware GPUs run here too, so CI on a software adapter checks them all.
 
 mod common;
 
@@ -46,6 +46,8 @@ fn geometries() -> Vec<ConvGeometry> {
         geometry(2, 70, (5, 5), 66, 3, 1, 1),
         geometry(2, 3, (32, 32), 4, 3, 1, 1),
         geometry(2, 1, (6, 5), 12, 3, 1, 1),
+        // Channels across the 128-row edge of the large tiles, K not a multiple of their 8.
+        geometry(1, 132, (5, 5), 130, 3, 2, 1),
     ]
 }
 
@@ -155,6 +157,11 @@ fn reference_at(
 }
 
 fn check(kernels: ConvKernels, g: &ConvGeometry) {
+    check_passes(|_| kernels, g);
+}
+
+/// `check` with the kernels of each pass given by `kernels`.
+fn check_passes(kernels: impl Fn(ConvPass) -> ConvKernels, g: &ConvGeometry) {
     let gpu = gpu();
     let x_shape = [g.batch, g.ci, g.h, g.w];
     let w_shape = [g.co, g.ci, g.kh, g.kw];
@@ -191,6 +198,7 @@ fn check(kernels: ConvKernels, g: &ConvGeometry) {
         } else {
             1
         };
+        let kernels = kernels(pass);
         let launches = conv2d::dispatch_on(kernels, &gpu, pass, g, pass_splits, (a, b, &out))
             .unwrap_or_else(|e| panic!("{kernels:?} {pass:?} {g:?}: {e}"));
         gpu.run(&launches).unwrap();
@@ -274,12 +282,8 @@ fn preset_layers(preset: &str, in_channels: usize, side: usize) -> Vec<ConvGeome
 
 #[test]
 fn every_kernel_family_matches_the_reference_in_every_pass() {
-    let gpu = gpu();
-    let families: Vec<ConvKernels> = [ConvKernels::Tiled, ConvKernels::Subgroup]
-        .into_iter()
-        .filter(|k| k.available(&gpu))
-        .collect();
-    assert!(families.contains(&ConvKernels::Tiled));
+    let families = families();
+    assert!(families.contains(&ConvKernels::Tiled) && families.contains(&ConvKernels::TiledLarge));
     assert!(
         geometries()
             .iter()
@@ -295,24 +299,39 @@ fn every_kernel_family_matches_the_reference_in_every_pass() {
 
 fn families() -> Vec<ConvKernels> {
     let gpu = gpu();
-    [ConvKernels::Tiled, ConvKernels::Subgroup]
-        .into_iter()
-        .filter(|k| k.available(&gpu))
-        .collect()
+    [
+        ConvKernels::Tiled,
+        ConvKernels::TiledLarge,
+        ConvKernels::Subgroup,
+    ]
+    .into_iter()
+    .filter(|k| k.available(&gpu))
+    .collect()
 }
 
-/// The kernels the adapter picks (`ConvKernels::choose`) at every layer of the presets that
-/// train on small images, at their real batch sizes: tiny (16), quick (128) on 1 x 28 x 28 and
-/// small (256) on 3 x 32 x 32. The other family runs the same layers at batch 16 (on a
-/// software adapter the tiled GEMM is slow; its grid grows with the batch, its code path does
-/// not).
+/// The kernels the adapter picks (`ConvKernels::choose`, pass by pass) at every layer of the
+/// presets that train on small images, at their real batch sizes: tiny (16), quick (128) on
+/// 1 x 28 x 28 and small (256) on 3 x 32 x 32. The families it picks for no pass run the same
+/// layers at batch 16 (on a software adapter the tiled GEMMs are slow; their grid grows with
+/// the batch, their code path does not).
 #[test]
 fn every_layer_of_the_small_image_presets_at_their_batch() {
-    let chosen = ConvKernels::choose(&gpu());
+    let gpu = gpu();
+    let passes = [ConvPass::Forward, ConvPass::GradInput, ConvPass::GradWeight];
     for (preset, channels, side) in [("tiny", 1, 28), ("quick", 1, 28), ("small", 3, 32)] {
         for g in preset_layers(preset, channels, side) {
-            check(chosen, &g);
-            for other in families().into_iter().filter(|&k| k != chosen) {
+            let chosen = |pass| {
+                let splits = match pass {
+                    ConvPass::GradWeight => conv2d::weight_grad_splits(&g),
+                    _ => 1,
+                };
+                ConvKernels::choose(&gpu, pass, &g, splits)
+            };
+            check_passes(chosen, &g);
+            for other in families()
+                .into_iter()
+                .filter(|&k| passes.iter().all(|&pass| chosen(pass) != k))
+            {
                 check(
                     other,
                     &ConvGeometry {

@@ -48,9 +48,13 @@ fn a_convolution_too_wide_for_the_grid_is_a_clear_error() {
         pad: 0,
     };
     let buffer = gpu.storage_buffer("any", 16).unwrap();
-    for kernels in [ConvKernels::Tiled, ConvKernels::Subgroup]
-        .into_iter()
-        .filter(|k| k.available(&gpu))
+    for kernels in [
+        ConvKernels::Tiled,
+        ConvKernels::TiledLarge,
+        ConvKernels::Subgroup,
+    ]
+    .into_iter()
+    .filter(|k| k.available(&gpu))
     {
         let err = conv2d::dispatch_on(
             kernels,

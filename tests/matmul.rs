@@ -1,4 +1,4 @@
-//! Both matmul kernels, in all four transpositions, against the f64 reference, on shapes
+//! Every matmul kernel, in all four transpositions, against the f64 reference, on shapes
 //! that are and are not multiples of their tiles.
 
 mod common;
@@ -44,6 +44,25 @@ fn tiled_kernel_matches_the_reference() {
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             check(MatmulKernel::Tiled, shape, ta, tb);
+        }
+    }
+}
+
+/// Shapes across the 128x128 tile's edges and K not a multiple of its 8-deep steps (the last
+/// step of the double buffer partly past K), K of one step, and K of many.
+#[test]
+fn large_tiled_kernel_matches_the_reference() {
+    for shape in [
+        (1, 1, 1),
+        (37, 29, 53),
+        (129, 130, 17),
+        (128, 128, 8),
+        (256, 64, 200),
+        (3, 260, 70),
+        (200, 127, 9),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            check(MatmulKernel::TiledLarge, shape, ta, tb);
         }
     }
 }
@@ -108,6 +127,7 @@ fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
     let gpu = gpu();
     let kernels: Vec<MatmulKernel> = [
         MatmulKernel::Tiled,
+        MatmulKernel::TiledLarge,
         MatmulKernel::Vec4,
         MatmulKernel::Subgroup,
     ]
@@ -159,9 +179,10 @@ fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
         let chosen = MatmulKernel::choose(&gpu, m, n, k, ta);
         check(chosen, (m, n, k), ta, tb);
         for &other in kernels.iter().filter(|&&o| o != chosen) {
-            // The tiled kernel is slow on software adapters: it takes the large shapes at
-            // a quarter of the rows (its code path does not depend on M).
-            let m = if other == MatmulKernel::Tiled && m * n * k > 1 << 24 {
+            // The tiled kernels are slow on software adapters: they take the large shapes at
+            // a quarter of the rows (their code path does not depend on M).
+            let tiled = matches!(other, MatmulKernel::Tiled | MatmulKernel::TiledLarge);
+            let m = if tiled && m * n * k > 1 << 24 {
                 m.div_ceil(4)
             } else {
                 m

@@ -154,6 +154,7 @@ pub fn matmul_report(
             MatmulKernel::Subgroup,
             MatmulKernel::Vec4,
             MatmulKernel::Tiled,
+            MatmulKernel::TiledLarge,
         ] {
             if kernel.available(gpu) && kernel.supports(m, n, k, false) {
                 record(

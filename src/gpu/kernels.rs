@@ -21,12 +21,13 @@ macro_rules! shader {
             unchecked: $unchecked,
         }
     };
-    // A shader that sums long runs: shaders/cascade.wgsl goes in front of it.
-    ($name:literal, $unchecked:expr, cascade) => {
+    // A shader that uses the functions of another file (cascade.wgsl for those that sum long
+    // runs, gemm_operands.wgsl for the tiled GEMMs): that file goes in front of it.
+    ($name:literal, $unchecked:expr, $prefix:literal) => {
         ShaderSource {
             name: $name,
             source: concat!(
-                include_str!("../../shaders/cascade.wgsl"),
+                include_str!(concat!("../../shaders/", $prefix, ".wgsl")),
                 include_str!(concat!("../../shaders/", $name, ".wgsl"))
             ),
             unchecked: $unchecked,
@@ -35,15 +36,16 @@ macro_rules! shader {
 }
 
 pub const SHADERS: &[ShaderSource] = &[
-    shader!("gemm_tiled", true),
+    shader!("gemm_tiled", true, "gemm_operands"),
+    shader!("gemm_tiled_large", true, "gemm_operands"),
     shader!("matmul_vec4", true),
     shader!("elementwise", false),
-    shader!("reduce", false, cascade),
+    shader!("reduce", false, "cascade"),
     shader!("rownorm", false),
-    shader!("batchnorm", false, cascade),
-    shader!("batchnorm_vec4", true, cascade),
+    shader!("batchnorm", false, "cascade"),
+    shader!("batchnorm_vec4", true, "cascade"),
     shader!("pool", false),
-    shader!("optim", false, cascade),
+    shader!("optim", false, "cascade"),
     shader!("fma_peak", true),
     shader!("bandwidth_peak", false),
     shader!("augment", false),

@@ -1,10 +1,11 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
-//! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl` on hardware GPUs,
-//! the generated subgroup GEMM on software adapters), and on software adapters direct kernels
+//! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl` and
+//! `gemm_tiled_large.wgsl` on hardware GPUs, the generated subgroup GEMM on software adapters), and on software adapters direct kernels
 //! for stride-1 passes with few output channels (conv_direct.rs).
 
 use super::conv_direct;
 use super::gemm_subgroup::{self, GemmKind, Tile};
+use super::matmul;
 use super::{HostTensor, MatmulKernel, Op, Params, TensorRef, Work};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
@@ -151,7 +152,7 @@ fn parity_classes(g: &ConvGeometry) -> Vec<ParityClass> {
     classes
 }
 
-/// The shaders' `Params` up to the K chunk (see gemm_tiled.wgsl).
+/// The shaders' `Params` up to the K chunk (see gemm_operands.wgsl).
 fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize), chunk: usize) -> Params {
     Params::default()
         .u(m)
@@ -174,8 +175,12 @@ fn geometry_params(g: &ConvGeometry, (m, n, k): (usize, usize, usize), chunk: us
 /// The kernels that run convolutions on an adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvKernels {
-    /// The tiled implicit GEMM of gemm_tiled.wgsl: hardware GPUs.
+    /// The implicit GEMM of gemm_tiled.wgsl, 64x64 tiles: hardware GPUs' passes too small to
+    /// fill `TiledLarge`'s tiles.
     Tiled,
+    /// The implicit GEMM of gemm_tiled_large.wgsl, 128x128 double-buffered tiles: hardware
+    /// GPUs' large passes (`matmul::fills_large_tiles`).
+    TiledLarge,
     /// The generated subgroup GEMM, whose input gradient runs one launch per parity class, and
     /// the direct kernels of conv_direct.rs for stride-1 passes with few output channels:
     /// software adapters with subgroups of a fixed size.
@@ -183,9 +188,14 @@ pub enum ConvKernels {
 }
 
 impl ConvKernels {
-    pub fn choose(gpu: &Gpu) -> Self {
-        if ConvKernels::Subgroup.available(gpu) && gpu.is_cpu() {
-            ConvKernels::Subgroup
+    /// The kernels for one pass: `splits` K chunks (weight gradients) multiply the workgroups.
+    pub fn choose(gpu: &Gpu, pass: ConvPass, g: &ConvGeometry, splits: usize) -> Self {
+        if gpu.is_cpu() && ConvKernels::Subgroup.available(gpu) {
+            return ConvKernels::Subgroup;
+        }
+        let (m, n, _) = g.gemm(pass);
+        if !gpu.is_cpu() && matmul::fills_large_tiles(m, n, splits) {
+            ConvKernels::TiledLarge
         } else {
             ConvKernels::Tiled
         }
@@ -193,14 +203,14 @@ impl ConvKernels {
 
     pub fn available(self, gpu: &Gpu) -> bool {
         match self {
-            ConvKernels::Tiled => true,
+            ConvKernels::Tiled | ConvKernels::TiledLarge => true,
             ConvKernels::Subgroup => MatmulKernel::Subgroup.available(gpu),
         }
     }
 }
 
 /// The launches of one pass on the adapter's kernels (`ConvKernels::choose`): `a` and `b` as
-/// the pass reads them (see gemm_tiled.wgsl), `c` written. `splits` > 1 (weight gradients only)
+/// the pass reads them (see gemm_operands.wgsl), `c` written. `splits` > 1 (weight gradients only)
 /// splits K into that many chunks, each written to its own M x N slice of `c`.
 pub fn dispatch(
     gpu: &Gpu,
@@ -209,7 +219,8 @@ pub fn dispatch(
     splits: usize,
     buffers: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Vec<Dispatch>> {
-    dispatch_on(ConvKernels::choose(gpu), gpu, pass, g, splits, buffers)
+    let kernels = ConvKernels::choose(gpu, pass, g, splits);
+    dispatch_on(kernels, gpu, pass, g, splits, buffers)
 }
 
 /// `dispatch` on the given kernels, which must be available on the adapter.
@@ -240,13 +251,18 @@ pub fn dispatch_on(
     };
     let (m, n, k) = g.gemm(pass);
     let chunk = k.div_ceil(splits);
-    if kernels == ConvKernels::Tiled {
-        let key = KernelKey::new("gemm_tiled", "main").with("MODE", f64::from(pass.mode()));
+    let tiled = match kernels {
+        ConvKernels::Tiled => Some(("gemm_tiled", 64)),
+        ConvKernels::TiledLarge => Some(("gemm_tiled_large", 128)),
+        ConvKernels::Subgroup => None,
+    };
+    if let Some((shader, tile)) = tiled {
+        let key = KernelKey::new(shader, "main").with("MODE", f64::from(pass.mode()));
         return Ok(vec![gpu.dispatch(
             &key,
             &geometry_params(g, (m, n, k), chunk).padded(16),
             &bindings,
-            groups(m, n, 64, 64),
+            groups(m, n, tile, tile),
         )?]);
     }
     let sg = gpu.fixed_subgroup_size().expect("checked above");

@@ -124,7 +124,7 @@ const BINDINGS_VEC4: &str = "struct Params { m: u32, n: u32, k: u32, _pad: u32, 
 ";
 
 /// Bindings and element functions of the convolution passes; geometry comes from the uniform
-/// `Params` (the layout of gemm_tiled.wgsl).
+/// `Params` (the layout of gemm_operands.wgsl).
 const CONV_PRELUDE: &str = "struct Params { m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32,
     // K per split (workgroup z computes [z chunk, (z + 1) chunk) into the z-th slice of C); 0: all.
     chunk: u32, _pad1: u32,

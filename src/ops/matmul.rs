@@ -15,8 +15,12 @@ pub struct MatMul {
 /// The kernel variants (see the header of each shader, and `gemm_subgroup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKernel {
-    /// Workgroup-memory tiles of 64x64: any shape; the choice for hardware GPUs.
+    /// Workgroup-memory tiles of 64x64: any shape; the choice for hardware GPUs' products too
+    /// small to fill `TiledLarge`'s tiles (`fills_large_tiles`).
     Tiled,
+    /// Double-buffered workgroup-memory tiles of 128x128, 8x8 outputs per invocation: any
+    /// shape; the choice for hardware GPUs' large products.
+    TiledLarge,
     /// Register blocks of 8x16 per invocation with vec4 loads: needs K and N (and M when A is
     /// transposed) divisible by 4; for software adapters without subgroups.
     Vec4,
@@ -29,6 +33,7 @@ impl MatmulKernel {
     pub fn name(self) -> &'static str {
         match self {
             MatmulKernel::Tiled => "tiled",
+            MatmulKernel::TiledLarge => "tiled-large",
             MatmulKernel::Vec4 => "vec4",
             MatmulKernel::Subgroup => "subgroup",
         }
@@ -37,7 +42,7 @@ impl MatmulKernel {
     /// Whether the adapter can run this variant at all.
     pub fn available(self, gpu: &Gpu) -> bool {
         match self {
-            MatmulKernel::Tiled | MatmulKernel::Vec4 => true,
+            MatmulKernel::Tiled | MatmulKernel::TiledLarge | MatmulKernel::Vec4 => true,
             MatmulKernel::Subgroup => gpu
                 .fixed_subgroup_size()
                 .is_some_and(gemm_subgroup::supports_subgroup_size),
@@ -47,7 +52,7 @@ impl MatmulKernel {
     /// Whether this variant can compute the product of these sizes.
     pub fn supports(self, m: usize, n: usize, k: usize, trans_a: bool) -> bool {
         match self {
-            MatmulKernel::Tiled => true,
+            MatmulKernel::Tiled | MatmulKernel::TiledLarge => true,
             MatmulKernel::Vec4 | MatmulKernel::Subgroup => {
                 k.is_multiple_of(4) && n.is_multiple_of(4) && (!trans_a || m.is_multiple_of(4))
             }
@@ -56,14 +61,15 @@ impl MatmulKernel {
 
     /// The variant for this adapter and these sizes.
     pub fn choose(gpu: &Gpu, m: usize, n: usize, k: usize, trans_a: bool) -> Self {
-        let candidates: &[Self] = if gpu.is_cpu() {
-            &[Self::Subgroup, Self::Vec4]
-        } else {
-            &[]
-        };
-        candidates
-            .iter()
-            .copied()
+        if !gpu.is_cpu() {
+            return if fills_large_tiles(m, n, 1) {
+                Self::TiledLarge
+            } else {
+                Self::Tiled
+            };
+        }
+        [Self::Subgroup, Self::Vec4]
+            .into_iter()
             .find(|v| v.available(gpu) && v.supports(m, n, k, trans_a))
             .unwrap_or(Self::Tiled)
     }
@@ -89,6 +95,7 @@ impl MatmulKernel {
         };
         let (key, cols_per_group, rows_per_group) = match self {
             MatmulKernel::Tiled => (file_kernel("gemm_tiled"), 64, 64),
+            MatmulKernel::TiledLarge => (file_kernel("gemm_tiled_large"), 128, 128),
             MatmulKernel::Vec4 => (file_kernel("matmul_vec4"), 128, 64),
             MatmulKernel::Subgroup => {
                 let sg = gpu
@@ -102,7 +109,10 @@ impl MatmulKernel {
                 )
             }
         };
-        let words = if self == MatmulKernel::Tiled { 16 } else { 4 };
+        let words = match self {
+            MatmulKernel::Tiled | MatmulKernel::TiledLarge => 16,
+            MatmulKernel::Vec4 | MatmulKernel::Subgroup => 4,
+        };
         let params = Params::default().u(m).u(n).u(k).padded(words);
         let groups = [
             u32::try_from(n.div_ceil(cols_per_group)).expect("matrix too wide"),
@@ -112,6 +122,17 @@ impl MatmulKernel {
         gpu.dispatch(&key, &params, &[(1, a), (2, b), (3, c)], groups)
     }
 }
+
+/// Whether a GEMM of M x N outputs, its K split `splits` ways, fills gemm_tiled_large's 128x128
+/// tiles on a hardware GPU: both sides at least a tile, and at least `LARGE_TILE_GRID`
+/// workgroups, about one per compute unit of a large GPU (an H100 or H200 has 132). With fewer,
+/// the 64x64 tiles' four times as many workgroups keep more units busy.
+pub fn fills_large_tiles(m: usize, n: usize, splits: usize) -> bool {
+    m >= 128 && n >= 128 && m.div_ceil(128) * n.div_ceil(128) * splits >= LARGE_TILE_GRID
+}
+
+/// See `fills_large_tiles`.
+pub const LARGE_TILE_GRID: usize = 128;
 
 impl MatMul {
     pub fn new(trans_a: bool, trans_b: bool) -> Self {
