@@ -34,8 +34,8 @@ fn geometry(
     }
 }
 
-/// Layers that take each path: the direct kernels (few channels, stride 1), fitted and large
-/// GEMM tiles, parity classes of strided input gradients, split-K and by-taps weight gradients.
+/// Layers that take each path: the direct kernels (few channels, stride 1), the row kernels
+/// (3x3, stride 1, widths of multiples of 4), fitted and large GEMM tiles, parity classes of strided input gradients, split-K and by-taps weight gradients.
 fn geometries() -> Vec<ConvGeometry> {
     vec![
         geometry(2, 3, (13, 11), 20, 3, 1, 1),
@@ -48,6 +48,12 @@ fn geometries() -> Vec<ConvGeometry> {
         geometry(2, 1, (6, 5), 12, 3, 1, 1),
         // Channels across the 128-row edge of the large tiles, K not a multiple of their 8.
         geometry(1, 132, (5, 5), 130, 3, 2, 1),
+        // 3x3 stride-1 passes over widths that are multiples of 4 (conv_rows.rs): a lane's runs
+        // across rows and images, in one row, one run per row; channels across the 32-row tile.
+        geometry(2, 5, (6, 8), 40, 3, 1, 1),
+        geometry(3, 20, (4, 12), 24, 3, 1, 1),
+        geometry(2, 17, (3, 32), 33, 3, 1, 1),
+        geometry(2, 18, (4, 4), 20, 3, 1, 1),
     ]
 }
 

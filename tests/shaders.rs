@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use byol_wgpu::gpu::SHADERS;
 use byol_wgpu::ops::conv2d::ConvPass;
-use byol_wgpu::ops::conv_direct;
 use byol_wgpu::ops::gemm_subgroup::{self, GemmKind, Tile};
+use byol_wgpu::ops::{conv_direct, conv_rows};
 
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -23,8 +23,9 @@ fn validate(name: &str, source: &str) {
     });
 }
 
-/// shaders/cascade.wgsl is no kernel of its own: it goes in front of the shaders that sum.
-const PRELUDES: [&str; 1] = ["cascade"];
+/// shaders/cascade.wgsl and gemm_operands.wgsl are no kernels of their own: they go in front of
+/// the shaders that sum and of the tiled GEMMs.
+const PRELUDES: [&str; 2] = ["cascade", "gemm_operands"];
 
 #[test]
 fn every_shader_file_validates_and_is_registered() {
@@ -96,6 +97,23 @@ fn generated_direct_convolution_kernels_validate() {
                     &format!("conv_direct_{pass:?}_{sg}_{channels}x{k}x{k}"),
                     &conv_direct::source(pass, sg, channels, k, k),
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn generated_row_convolution_kernels_validate() {
+    for pass in [ConvPass::Forward, ConvPass::GradInput] {
+        for sg in [4, 8, 16] {
+            for (m, n) in [(64, 4096), (3, 64), (20, 8)] {
+                let tile = Tile::covering(sg, m, n);
+                for one_row in [false, true] {
+                    validate(
+                        &format!("conv_rows_{pass:?}_{sg}_{tile:?}_{one_row}"),
+                        &conv_rows::source(pass, sg, tile, one_row),
+                    );
+                }
             }
         }
     }

@@ -1,11 +1,13 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
 //! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl` and
-//! `gemm_tiled_large.wgsl` on hardware GPUs, the generated subgroup GEMM on software adapters), and on software adapters direct kernels
-//! for stride-1 passes with few output channels (conv_direct.rs).
+//! `gemm_tiled_large.wgsl` on hardware GPUs, the generated subgroup GEMM on software
+//! adapters); and on software adapters, direct kernels for stride-1 passes with few output
+//! channels (conv_direct.rs) and row kernels for 3x3 stride-1 passes over widths that are
+//! multiples of 4 (conv_rows.rs).
 
-use super::conv_direct;
 use super::gemm_subgroup::{self, GemmKind, Tile};
 use super::matmul;
+use super::{conv_direct, conv_rows};
 use super::{HostTensor, MatmulKernel, Op, Params, TensorRef, Work};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
@@ -181,9 +183,10 @@ pub enum ConvKernels {
     /// The implicit GEMM of gemm_tiled_large.wgsl, 128x128 double-buffered tiles: hardware
     /// GPUs' large passes (`matmul::fills_large_tiles`).
     TiledLarge,
-    /// The generated subgroup GEMM, whose input gradient runs one launch per parity class, and
-    /// the direct kernels of conv_direct.rs for stride-1 passes with few output channels:
-    /// software adapters with subgroups of a fixed size.
+    /// The generated subgroup GEMM, whose input gradient runs one launch per parity class, the
+    /// direct kernels of conv_direct.rs for stride-1 passes with few output channels and the
+    /// row kernels of conv_rows.rs for the other 3x3 stride-1 passes over widths that are
+    /// multiples of 4: software adapters with subgroups of a fixed size.
     Subgroup,
 }
 
@@ -290,6 +293,14 @@ pub fn dispatch_on(
             &geometry_params(g, (m, n, k), 0).padded(24),
             &bindings,
             conv_direct::workgroups(pass, g, sg),
+        )?]);
+    }
+    if conv_rows::applies(pass, g) {
+        return Ok(vec![gpu.dispatch(
+            &conv_rows::key(pass, g, sg),
+            &geometry_params(g, (m, n, k), 0).padded(24),
+            &bindings,
+            conv_rows::workgroups(pass, g, sg),
         )?]);
     }
     if pass != ConvPass::GradInput {

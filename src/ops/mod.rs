@@ -7,6 +7,7 @@ mod bias_add;
 mod byol_loss;
 pub mod conv2d;
 pub mod conv_direct;
+pub mod conv_rows;
 mod ema;
 pub mod gemm_subgroup;
 mod l2norm;
