@@ -117,6 +117,14 @@ fn generated_row_convolution_kernels_validate() {
             }
         }
     }
+    for sg in [4, 8, 16] {
+        for rows in [sg, 32.max(4 * sg)] {
+            validate(
+                &format!("conv_rows_GradWeight_{sg}_{rows}"),
+                &conv_rows::weight_grad_source(sg, rows),
+            );
+        }
+    }
 }
 
 #[test]

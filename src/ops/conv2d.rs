@@ -2,8 +2,8 @@
 //! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl` and
 //! `gemm_tiled_large.wgsl` on hardware GPUs, the generated subgroup GEMM on software
 //! adapters); and on software adapters, direct kernels for stride-1 passes with few output
-//! channels (conv_direct.rs) and row kernels for 3x3 stride-1 passes over widths that are
-//! multiples of 4 (conv_rows.rs).
+//! channels (conv_direct.rs) and row kernels for the other 3x3 stride-1 passes over widths that
+//! are multiples of 4 (conv_rows.rs).
 
 use super::gemm_subgroup::{self, GemmKind, Tile};
 use super::matmul;
@@ -185,8 +185,9 @@ pub enum ConvKernels {
     TiledLarge,
     /// The generated subgroup GEMM, whose input gradient runs one launch per parity class, the
     /// direct kernels of conv_direct.rs for stride-1 passes with few output channels and the
-    /// row kernels of conv_rows.rs for the other 3x3 stride-1 passes over widths that are
-    /// multiples of 4: software adapters with subgroups of a fixed size.
+    /// row kernels of conv_rows.rs for the other 3x3 stride-1 passes (weight gradients with
+    /// more taps than output channels included) over widths that are multiples of 4: software
+    /// adapters with subgroups of a fixed size.
     Subgroup,
 }
 
@@ -295,12 +296,12 @@ pub fn dispatch_on(
             conv_direct::workgroups(pass, g, sg),
         )?]);
     }
-    if conv_rows::applies(pass, g) {
+    if conv_rows::applies(g) {
         return Ok(vec![gpu.dispatch(
             &conv_rows::key(pass, g, sg),
-            &geometry_params(g, (m, n, k), 0).padded(24),
+            &geometry_params(g, (m, n, k), chunk).padded(24),
             &bindings,
-            conv_rows::workgroups(pass, g, sg),
+            conv_rows::workgroups(pass, g, sg, splits),
         )?]);
     }
     if pass != ConvPass::GradInput {

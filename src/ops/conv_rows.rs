@@ -1,24 +1,34 @@
 //! 3x3 stride-1 convolution passes with padding 1 over planes whose width is a multiple of 4,
-//! on software adapters with subgroups (generated WGSL): the forward pass and the input gradient
-//! of every 3x3 layer but the strided ones in a ResNet on 32 x 32 images.
+//! on software adapters with subgroups (generated WGSL): the forward pass, the input gradient
+//! and the weight gradient of every 3x3 layer but the strided ones in a ResNet on 32 x 32
+//! images (conv2d.rs leaves the narrow passes to conv_direct.rs, and weight gradients with
+//! fewer taps than output channels to the GEMM by taps).
 //!
-//! The GEMM of gemm_subgroup.rs gathers every element of its B operand (the patches) on its own,
-//! 9 loads per input pixel, and on llvmpipe every storage load costs a scalar loop over the
-//! SIMD lanes. Here a lane owns runs of 4 output pixels of one row (vec4 columns: the width is a
-//! multiple of 4, so a run never leaves its row), and for each input channel and kernel row
-//! loads the run's input row segment and its left and right neighbour runs as three aligned
-//! vec4, from which the three kernel columns' windows follow by swizzles; a lane's runs that
-//! lie in one row share their neighbours' loads. Per input channel a lane of the 32-row tile
-//! loads 36 weights and 18 to 36 vec4 for 4,608 multiply-adds, where the GEMM loads 180 values.
-//! Weights are loaded a few rows per lane and broadcast, as in the GEMM.
+//! The GEMM of gemm_subgroup.rs gathers every element of its patch operand on its own, 9 loads
+//! per input pixel, and on llvmpipe every storage load costs a scalar loop over the SIMD lanes.
+//! Here the pixels move in runs of 4 along a row (the width is a multiple of 4, so a run never
+//! leaves its row): for each input channel and kernel row a run's input segment and its left
+//! and right neighbour runs load as three aligned vec4, from which the three kernel columns'
+//! windows follow by swizzles.
+//! - Forward and input gradient: a lane owns runs of output pixels (vec4 columns); its runs that
+//!   lie in one row share their neighbours' loads. Per input channel a lane of the 32-row tile
+//!   loads 36 weights and 18 to 36 vec4 for 4,608 multiply-adds, where the GEMM loads 180
+//!   values. Weights are loaded a few rows per lane and broadcast, as in the GEMM.
+//! - Weight gradient: runs are steps of K, the same for every lane; a lane owns one (input
+//!   channel, kernel row) pair and slides its three segments along the row (one vec4 load a
+//!   run), and the output channels' dy runs load as vec4 a few per lane and are broadcast: per
+//!   run a lane of the 32-row tile loads 5 vec4 for 384 multiply-adds, where the GEMM loads 20
+//!   values for 128.
 //!
-//! Both passes are out[n, o, y, x] = sum over i, a, b of W(o, i, a, b) in[n, i, y - 1 + a,
-//! x - 1 + b] with out and in of the same plane size: the forward pass with in = x, out = y,
-//! W = w; the input gradient with in = dy, out = dx, W(o, i, a, b) = w[i, o, 2 - a, 2 - b].
+//! The forward pass and input gradient are out[n, o, y, x] = sum over i, a, b of W(o, i, a, b)
+//! in[n, i, y - 1 + a, x - 1 + b] with out and in of the same plane size: the forward pass with
+//! in = x, out = y, W = w; the input gradient with in = dy, out = dx, W(o, i, a, b) =
+//! w[i, o, 2 - a, 2 - b].
 //!
-//! Bindings as the GEMM's passes: 0 params (the `Params` of conv2d.rs), 1 w [Co, Ci, 3, 3],
-//! 2 in, 3 out (written), in and out as vec4 arrays. Dispatch: `workgroups`, one subgroup per
-//! workgroup.
+//! Bindings as the GEMM's passes: 0 params (the `Params` of conv2d.rs), 1 w [Co, Ci, 3, 3] (dy
+//! for the weight gradient), 2 in (x for the weight gradient), 3 out (written; dw's split-K
+//! slices for the weight gradient); tensors of activations as vec4 arrays. Dispatch:
+//! `workgroups`, one subgroup per workgroup.
 
 use std::fmt::Write;
 
@@ -26,38 +36,46 @@ use super::conv2d::{ConvGeometry, ConvPass};
 use super::gemm_subgroup::{supports_subgroup_size, Tile};
 use crate::gpu::KernelKey;
 
-/// Whether `pass` of `g` runs here with subgroups of `sg` lanes: a 3x3 kernel, stride 1,
-/// padding 1 (output planes the size of input planes), width a multiple of 4.
-pub fn applies(pass: ConvPass, g: &ConvGeometry) -> bool {
-    pass != ConvPass::GradWeight
-        && (g.kh, g.kw, g.stride, g.pad) == (3, 3, 1, 1)
-        && g.w.is_multiple_of(4)
+/// Whether `pass` of `g` runs here: a 3x3 kernel, stride 1, padding 1 (output planes the size
+/// of input planes), width a multiple of 4.
+pub fn applies(g: &ConvGeometry) -> bool {
+    (g.kh, g.kw, g.stride, g.pad) == (3, 3, 1, 1) && g.w.is_multiple_of(4)
 }
 
-/// The pass's output channels, input channels and vec4 columns (batch x plane / 4).
-fn sizes(pass: ConvPass, g: &ConvGeometry) -> (usize, usize, usize) {
-    let columns = g.batch * g.h * g.w / 4;
+/// The pass's rows (output channels; for the weight gradient Co) and columns (vec4 runs of
+/// output pixels, batch x plane / 4; for the weight gradient the (input channel, kernel row)
+/// pairs).
+fn sizes(pass: ConvPass, g: &ConvGeometry) -> (usize, usize) {
     match pass {
-        ConvPass::Forward => (g.co, g.ci, columns),
-        _ => (g.ci, g.co, columns),
+        ConvPass::Forward => (g.co, g.batch * g.h * g.w / 4),
+        ConvPass::GradInput => (g.ci, g.batch * g.h * g.w / 4),
+        ConvPass::GradWeight => (g.co, 3 * g.ci),
     }
 }
 
 /// The tile: output channels as rows, as in the GEMM's `Tile::covering` (its columns count
-/// floats, here each column is a run of 4 pixels).
+/// floats, here each column is a run of 4 pixels); the weight gradient's lanes own one (input
+/// channel, kernel row) pair each.
 fn tile(pass: ConvPass, g: &ConvGeometry, sg: usize) -> Tile {
-    let (channels, _, columns) = sizes(pass, g);
-    Tile::covering(sg, channels, 4 * columns)
+    let (rows, columns) = sizes(pass, g);
+    match pass {
+        ConvPass::GradWeight => Tile {
+            rows: Tile::covering(sg, rows, 1).rows,
+            col4: 1,
+        },
+        _ => Tile::covering(sg, rows, 4 * columns),
+    }
 }
 
-pub fn workgroups(pass: ConvPass, g: &ConvGeometry, sg: usize) -> [u32; 3] {
-    let (channels, _, columns) = sizes(pass, g);
+/// The grid; `splits` K chunks of a weight gradient (1 for the other passes).
+pub fn workgroups(pass: ConvPass, g: &ConvGeometry, sg: usize, splits: usize) -> [u32; 3] {
+    let (rows, columns) = sizes(pass, g);
     let t = tile(pass, g, sg);
     let count = |n: usize| u32::try_from(n).expect("convolution too large");
     [
         count(columns.div_ceil(sg * t.col4)),
-        count(channels.div_ceil(t.rows)),
-        1,
+        count(rows.div_ceil(t.rows)),
+        count(splits),
     ]
 }
 
@@ -65,6 +83,11 @@ pub fn workgroups(pass: ConvPass, g: &ConvGeometry, sg: usize) -> [u32; 3] {
 /// share one row (the plane's width a multiple of the lane's pixels).
 pub fn key(pass: ConvPass, g: &ConvGeometry, sg: usize) -> KernelKey {
     let t = tile(pass, g, sg);
+    if pass == ConvPass::GradWeight {
+        return KernelKey::generated(format!("conv_rows_GradWeight_{sg}_{}", t.rows), || {
+            weight_grad_source(sg, t.rows)
+        });
+    }
     let one_row = g.w.is_multiple_of(4 * t.col4);
     KernelKey::generated(
         format!(
@@ -191,19 +214,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     let win{a}_{j}_2 = vec4<f32>(cur{a}_{j}.yzw, next{a}_{j}.x);"
             );
         }
-        for i in 0..rows {
+    }
+    // Each sum takes its 9 products of the channel in one chain: llvmpipe keeps the sums in
+    // memory, so each load and store of one should serve as many multiply-adds as it can.
+    for i in 0..rows {
+        for a in 0..3 {
             let _ = writeln!(
                 w,
                 "    let w{a}_{i} = subgroupBroadcast(own{a}_{}, {}u);",
                 i % q,
                 i / q
             );
-            for j in 0..col4 {
-                let _ = writeln!(
-                    w,
-                    "    acc{i}_{j} = fma(win{a}_{j}_2, vec4<f32>(w{a}_{i}.z), fma(cur{a}_{j}, vec4<f32>(w{a}_{i}.y), fma(win{a}_{j}_0, vec4<f32>(w{a}_{i}.x), acc{i}_{j})));"
-                );
-            }
+        }
+        for j in 0..col4 {
+            let terms = (0..3).fold(format!("acc{i}_{j}"), |sum, a| {
+                format!("fma(win{a}_{j}_2, vec4<f32>(w{a}_{i}.z), fma(cur{a}_{j}, vec4<f32>(w{a}_{i}.y), fma(win{a}_{j}_0, vec4<f32>(w{a}_{i}.x), {sum})))")
+            });
+            let _ = writeln!(w, "    acc{i}_{j} = {terms};");
         }
     }
     w.push_str("  }\n");
@@ -218,5 +245,144 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
         w.push_str("  }\n");
     }
     w.push_str("}\n");
+    s
+}
+
+/// The WGSL of the weight gradient: dw[o, i, a, b] = sum over n, y, x of dy[n, o, y, x]
+/// in[n, i, y - 1 + a, x - 1 + b], `rows` output channels per subgroup. K (the pixels) is walked
+/// in runs of 4 along the rows of the plane, the same runs for every lane: each lane keeps the
+/// input row segments under the run and its two neighbours for its own (i, a) pair, sliding
+/// them along the row (one vec4 load per run), loads `rows / sg` output channels' dy runs as
+/// vec4 and broadcasts them. Each sum takes a run's four products in one chain: llvmpipe keeps
+/// the sums in memory, and one load and store per four multiply-adds is what makes this kernel
+/// faster than the GEMM. Workgroup z sums the K chunk [z chunk, (z + 1) chunk) into the z-th slice of c.
+pub fn weight_grad_source(sg: usize, rows: usize) -> String {
+    assert!(
+        supports_subgroup_size(sg) && rows.is_multiple_of(sg),
+        "no row weight gradient for subgroups of {sg}, {rows} rows"
+    );
+    let q = rows / sg;
+    let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(
+        w,
+        "// Generated by src/ops/conv_rows.rs: GradWeight, subgroup size {sg}, {rows} output channels, one (input channel, kernel row) pair per lane.
+struct Params {{ m: u32, n: u32, k: u32, batch: u32, ci: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, kh: u32, kw: u32, stride: u32, pad: u32, chunk: u32, }}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+fn run_or_zero(i: u32, ok: bool) -> vec4<f32> {{
+  var v = vec4<f32>();
+  if (ok) {{ v = src[i]; }}
+  return v;
+}}
+fn dy_or_zero(i: u32, ok: bool) -> vec4<f32> {{
+  var v = vec4<f32>();
+  if (ok) {{ v = dy[i]; }}
+  return v;
+}}
+@compute @workgroup_size({sg}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {{
+  let w4 = p.w / 4u;
+  let plane4 = p.h * w4;
+  let row = wid.y * {rows}u;
+  let own_row = row + lane * {q}u;
+  // This lane's pair: input channel i, kernel row a.
+  let pair = wid.x * {sg}u + lane;
+  let pair_ok = pair < 3u * p.ci;
+  let i = min(pair / 3u, p.ci - 1u);
+  let a = pair % 3u;
+  let chunk = select(p.chunk, p.k, p.chunk == 0u);
+  let k_begin = wid.z * chunk;
+  let k_end = min(p.k, k_begin + chunk);
+  // The runs of 4 pixels that meet [k_begin, k_end), and the first run's image, row, column.
+  let run_end = (k_end + 3u) / 4u;
+  var run = k_begin / 4u;
+  var n = run / plane4;
+  var y = (run % plane4) / w4;
+  var x4 = run % w4;
+  var prev = vec4<f32>();
+  var cur = vec4<f32>();
+  var next = vec4<f32>();
+  var fresh = true;"
+    );
+    for r in 0..q {
+        let _ = writeln!(
+            w,
+            "  let o{r} = own_row + {r}u; let row_ok{r} = o{r} < p.co;"
+        );
+    }
+    for ii in 0..rows {
+        for b in 0..3 {
+            let _ = writeln!(w, "  var acc{ii}_{b} = 0.0;");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "  for (; run < run_end; run++) {{
+    // This lane's input row under the run, and its neighbours' runs, slid along the row.
+    let yy = i32(y) + i32(a) - 1;
+    let in_ok = pair_ok && yy >= 0 && yy < i32(p.h);
+    let at = ((n * p.ci + i) * p.h + u32(max(yy, 0))) * w4 + x4;
+    if (fresh) {{
+      prev = run_or_zero(at - 1u, in_ok && x4 > 0u);
+      cur = run_or_zero(at, in_ok);
+    }} else {{
+      prev = cur;
+      cur = next;
+    }}
+    next = run_or_zero(at + 1u, in_ok && x4 + 1u < w4);
+    let win0 = vec4<f32>(prev.w, cur.xyz);
+    let win2 = vec4<f32>(cur.yzw, next.x);
+    // The pixels of the run inside the chunk.
+    let pixel = vec4<u32>(run * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    let inside = select(vec4<f32>(), vec4<f32>(1.0), (pixel >= vec4<u32>(k_begin)) & (pixel < vec4<u32>(k_end)));
+    let dy_at = (n * p.co) * plane4 + y * w4 + x4;"
+    );
+    for r in 0..q {
+        let _ = writeln!(
+            w,
+            "    let own{r} = dy_or_zero(dy_at + o{r} * plane4, row_ok{r}) * inside;"
+        );
+    }
+    for ii in 0..rows {
+        let _ = writeln!(
+            w,
+            "    let d{ii} = subgroupBroadcast(own{}, {}u);",
+            ii % q,
+            ii / q
+        );
+        for (b, win) in ["win0", "cur", "win2"].iter().enumerate() {
+            let _ = writeln!(
+                w,
+                "    acc{ii}_{b} = fma(d{ii}.w, {win}.w, fma(d{ii}.z, {win}.z, fma(d{ii}.y, {win}.y, fma(d{ii}.x, {win}.x, acc{ii}_{b}))));"
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "    x4 += 1u;
+    fresh = x4 == w4;
+    if (fresh) {{
+      x4 = 0u;
+      y += 1u;
+      if (y == p.h) {{ y = 0u; n += 1u; }}
+    }}
+  }}
+  if (pair_ok) {{
+    let out = wid.z * p.m * p.n + i * 9u + a * 3u;"
+    );
+    for ii in 0..rows {
+        let _ = writeln!(w, "    if (row + {ii}u < p.co) {{");
+        for b in 0..3 {
+            let _ = writeln!(
+                w,
+                "      dst[out + (row + {ii}u) * p.n + {b}u] = acc{ii}_{b};"
+            );
+        }
+        w.push_str("    }\n");
+    }
+    w.push_str("  }\n}\n");
     s
 }
