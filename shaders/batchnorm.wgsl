@@ -112,25 +112,31 @@ fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-// out[c] = scale * sum of (in1 - in2[c])^2: the variance about the mean in2 when scale = 1/M.
+// out[c] = the mean of in1 over the channel, out[C + c] = scale * the sum of its squared
+// deviations (the biased variance when scale = 1/M), in one pass: each lane sums its run about
+// its first element, and the lanes' moments merge (cascade.wgsl).
 @compute @workgroup_size(256, 1, 1)
-fn channel_centered_square(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn channel_moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = linear(wid, nwg);
     let m = p.batch * p.spatial;
-    var acc = cascade_new();
-    if (c < p.channels) {
-        let mean = in2[c];
+    var s1 = cascade_new();
+    var s2 = cascade_new();
+    var shift = 0.0;
+    if (c < p.channels && lid.x < m) {
         var walk = walk_start(c, lid.x);
+        shift = in1[walk.e];
         for (var i = lid.x; i < m; i += 256u) {
-            let d = in1[walk.e] - mean;
-            cascade_add(&acc, d * d);
+            let d = in1[walk.e] - shift;
+            cascade_add(&s1, d);
+            cascade_add(&s2, d * d);
             walk_next(&walk);
         }
     }
-    partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
-    reduce_partial(lid.x);
+    moments[lid.x] = moments_from_shifted(f32(s1.n), shift, cascade_total(s1), cascade_total(s2));
+    reduce_moments(lid.x);
     if (lid.x == 0u && c < p.channels) {
-        out[c] = p.scale * partial[0].x;
+        out[c] = moments[0].y;
+        out[p.channels + c] = p.scale * moments[0].z;
     }
 }
 
@@ -307,16 +313,6 @@ fn bn_batch_stats_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
 }
 
-// out = 2 scale * in3[c] * (in1 - in2[c]): x, mean, dvar -> dx of the centred square sum.
-@compute @workgroup_size(256, 1, 1)
-fn centered_square_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = pointwise_index(wid, nwg, lid);
-    if (i < p.batch * p.channels * p.spatial) {
-        let c = channel_of(i);
-        out[i] = 2.0 * p.scale * in3[c] * (in1[i] - in2[c]);
-    }
-}
-
 // Per channel (spatial = batch = 1): in1 = sum(dy), in2 = gamma, in3 = var -> d mean = -gamma istd sum(dy).
 @compute @workgroup_size(256, 1, 1)
 fn bn_grad_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -354,18 +350,29 @@ fn channel_sum_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
 }
 
-// channel_centered_square for S = 1.
+// channel_moments for S = 1: each lane sums its channel's column about the column's first
+// element, 16 terms at a time into the totals (a column is a batch long: a term meets at most
+// 16 + N / 16 additions). Not the cascade of the other kernels: with its two sums in one loop
+// llvmpipe ran this kernel 50 times slower.
 @compute @workgroup_size(256, 1, 1)
-fn channel_centered_square_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn channel_moments_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = column(wid, nwg, lid);
     if (c < p.channels) {
-        let mean = in2[c];
-        var acc = cascade_new();
+        let shift = in1[c];
+        var block = vec2<f32>();
+        var total = vec2<f32>();
         for (var n = 0u; n < p.batch; n++) {
-            let d = in1[n * p.channels + c] - mean;
-            cascade_add(&acc, d * d);
+            let d = in1[n * p.channels + c] - shift;
+            block += vec2<f32>(d, d * d);
+            if ((n & 15u) == 15u) {
+                total += block;
+                block = vec2<f32>();
+            }
         }
-        out[c] = p.scale * cascade_total(acc);
+        total += block;
+        let m = moments_from_shifted(f32(p.batch), shift, total.x, total.y);
+        out[c] = m.y;
+        out[p.channels + c] = p.scale * m.z;
     }
 }
 

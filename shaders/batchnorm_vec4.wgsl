@@ -83,23 +83,30 @@ fn channel_sum4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// outc[c] = scale * sum of (t1 - c1[c])^2: the variance about the mean c1 when scale = 1 / M.
+// outc[c] = the mean of t1 over the channel, outc[C + c] = scale * the sum of its squared
+// deviations (the biased variance when scale = 1 / M), in one pass: each lane sums its run about
+// the mean of its first vec4, and the lanes' moments merge (cascade.wgsl).
 @compute @workgroup_size(256, 1, 1)
-fn channel_centered_square4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn channel_moments4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c = linear(wid, nwg);
     let m4 = p.batch * p.spatial4;
-    var acc = cascade4_new();
-    if (c < p.channels) {
-        let mean = c1[c];
+    var s1 = cascade4_new();
+    var s2 = cascade4_new();
+    var shift = 0.0;
+    if (c < p.channels && lid.x < m4) {
+        let first = t1[channel_vec4(c, lid.x)];
+        shift = 0.25 * ((first.x + first.y) + (first.z + first.w));
         for (var j = lid.x; j < m4; j += 256u) {
-            let d = t1[channel_vec4(c, j)] - mean;
-            cascade4_add(&acc, d * d);
+            let d = t1[channel_vec4(c, j)] - shift;
+            cascade4_add(&s1, d);
+            cascade4_add(&s2, d * d);
         }
     }
-    partial[lid.x] = vec2<f32>(cascade4_total(acc), 0.0);
-    reduce_partial(lid.x);
+    moments[lid.x] = moments_from_shifted(4.0 * f32(s1.n), shift, cascade4_total(s1), cascade4_total(s2));
+    reduce_moments(lid.x);
     if (lid.x == 0u && c < p.channels) {
-        outc[c] = p.scale * partial[0].x;
+        outc[c] = moments[0].y;
+        outc[p.channels + c] = p.scale * moments[0].z;
     }
 }
 

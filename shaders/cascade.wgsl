@@ -1,4 +1,5 @@
-// cascade: a running sum whose rounding error does not grow with the number of terms.
+// cascade: a running sum whose rounding error does not grow with the number of terms, and the
+// merge of the mean and variance of two sets (the one-pass batch statistics).
 // Terms add into a block of 16, full blocks into a block of 256, those into one of 4096, and
 // those into the total: a term meets at most 16 + 16 + 16 + n / 4096 additions, where a plain
 // running sum of n terms meets n. Prepended to the shaders that reduce long runs (batchnorm,
@@ -70,4 +71,42 @@ fn cascade4_add(c: ptr<function, Cascade4>, x: vec4<f32>) {
 fn cascade4_total(c: Cascade4) -> f32 {
     let t = c.s3 + (c.s2 + (c.s1 + c.s0));
     return (t.x + t.y) + (t.z + t.w);
+}
+
+// (count, mean, sum of squared deviations from the mean) of one set of values, merged with
+// another's (Chan, Golub and LeVeque): exact in exact arithmetic, and no difference of large
+// sums, so that a channel's variance needs one pass over it.
+fn moments_merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if (b.x == 0.0) {
+        return a;
+    }
+    if (a.x == 0.0) {
+        return b;
+    }
+    let n = a.x + b.x;
+    let delta = b.y - a.y;
+    return vec3<f32>(n, a.y + delta * (b.x / n), a.z + b.z + delta * delta * (a.x * (b.x / n)));
+}
+
+// The moments of n values from their sums s1 and s2 about a shift k close to them (one of the
+// values: the squares' sum then cancels little).
+fn moments_from_shifted(n: f32, k: f32, s1: f32, s2: f32) -> vec3<f32> {
+    if (n == 0.0) {
+        return vec3<f32>(0.0);
+    }
+    return vec3<f32>(n, k + s1 / n, max(s2 - s1 * (s1 / n), 0.0));
+}
+
+// One workgroup's lanes' moments (a workgroup of 256 per channel).
+var<workgroup> moments: array<vec3<f32>, 256>;
+
+// Merges moments[] over the workgroup into moments[0].
+fn reduce_moments(lid: u32) {
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            moments[lid] = moments_merge(moments[lid], moments[lid + stride]);
+        }
+        workgroupBarrier();
+    }
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use byol_wgpu::graph::{Executable, Graph, TensorId};
-use byol_wgpu::ops::{numel, BnAct, BnApply, CenteredVar, ChannelSum};
+use byol_wgpu::ops::{batch_statistics, numel, BnAct, BnApply};
 use common::{assert_close, gpu, random};
 
 /// y = act(batch_norm(x)) with batch statistics, and the scalar sum(y * w); inputs
@@ -24,8 +24,7 @@ fn build(shape: &[usize], act: BnAct, fused: bool) -> (Graph, Vec<TensorId>, Vec
     if act == BnAct::AddRelu {
         inputs.push(g.input("r", shape));
     }
-    let mean = g.apply(ChannelSum::mean_of(shape), &[x]);
-    let var = g.apply(CenteredVar, &[x, mean]);
+    let (mean, var) = batch_statistics(&mut g, x);
     let bn_inputs = [&[x, mean, var, gamma, beta][..], &inputs[3..]].concat();
     let y = if fused {
         let bn = BnApply {

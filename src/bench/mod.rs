@@ -16,7 +16,9 @@ use crate::graph::TensorId;
 use crate::graph::{Executable, Graph};
 use crate::nn::{Layers, Mode, ParamRole, ResNetConfig, Stem};
 use crate::ops::conv2d::{self, ConvGeometry, ConvPass};
-use crate::ops::{BnApply, BnBatchStatsGrad, CenteredVar, ChannelSum, MatmulKernel, Params, Relu};
+use crate::ops::{
+    BnApply, BnBatchStatsGrad, ChannelMoments, ChannelSum, MatmulKernel, Params, Relu,
+};
 use crate::Result;
 
 pub use allreduce::{allreduce_report, gradient_floats, AllreduceReport, AllreduceRow};
@@ -801,9 +803,9 @@ pub fn memory_report(gpu: &Arc<Gpu>, shape: [usize; 4]) -> Result<MemoryReport> 
             let x = g.input("x", s);
             g.apply(ChannelSum { scale: 1.0 }, &[x])
         }),
-        ("batch norm: centred variance", 1, |g, s, c| {
-            let (x, mean) = (g.input("x", s), g.input("mean", &[c]));
-            g.apply(CenteredVar, &[x, mean])
+        ("batch norm: mean and variance", 1, |g, s, _| {
+            let x = g.input("x", s);
+            g.apply(ChannelMoments, &[x])
         }),
     ];
     let mut results = Vec::new();

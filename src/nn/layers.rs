@@ -1,7 +1,7 @@
 //! The layer builder: appends layers to a graph and records every parameter under its name.
 
 use crate::graph::{Graph, TensorId};
-use crate::ops::{BnAct, BnApply, CenteredVar, ChannelSum, Conv2d, EmaUpdate};
+use crate::ops::{batch_statistics, BnAct, BnApply, Conv2d, EmaUpdate};
 
 /// Batch norm with the batch's statistics (and running-statistic updates), with the batch's
 /// statistics alone, or with the running statistics alone.
@@ -138,8 +138,7 @@ impl<'g> Layers<'g> {
             Mode::Eval => (running_mean, running_var, false),
             Mode::Train | Mode::Watch => {
                 let shape = self.graph.shape(x).to_vec();
-                let mean = self.graph.apply(ChannelSum::mean_of(&shape), &[x]);
-                let var = self.graph.apply(CenteredVar, &[x, mean]);
+                let (mean, var) = batch_statistics(self.graph, x);
                 if self.mode == Mode::Train {
                     // PyTorch keeps the unbiased variance: M / (M - 1) times the batch's.
                     let m = shape[0] * shape[2..].iter().product::<usize>();

@@ -26,8 +26,8 @@ mod view;
 
 pub use add::Add;
 pub use batch_norm::{
-    BnAct, BnApply, BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat, BnStatGrad, CenteredVar,
-    CenteredVarGrad, ChannelBroadcast, ChannelDotNormalized, ChannelSum,
+    batch_statistics, BnAct, BnApply, BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat,
+    BnStatGrad, ChannelBroadcast, ChannelDotNormalized, ChannelMoments, ChannelSum,
 };
 pub use bias_add::BiasAdd;
 pub use byol_loss::{ByolLoss, ByolLossGrad};

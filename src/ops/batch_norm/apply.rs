@@ -33,8 +33,7 @@ impl BnAct {
 /// y = act((x - mean) / sqrt(var + eps) * gamma + beta); inputs (x, mean, var, gamma, beta), and
 /// the residual r for `BnAct::AddRelu`.
 ///
-/// With `batch_stats`, mean and var must be x's batch statistics (`ChannelSum::mean_of` and
-/// `CenteredVar` of x): dx is then the whole derivative, through them included, computed in one
+/// With `batch_stats`, mean and var must be x's batch statistics (`batch_statistics` of x): dx is then the whole derivative, through them included, computed in one
 /// pass (`BnBatchStatsGrad`) after one pass for both channel sums (`BnGradSums`), and they get no
 /// gradient of their own; a plain ReLU's gradient is folded into those two passes. Otherwise
 /// they are inputs like any other (the running statistics of inference).

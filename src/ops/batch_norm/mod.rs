@@ -1,5 +1,5 @@
 //! Batch normalisation as small ops over x viewed as [N, C, S] (S = H*W, or 1 for [N, C]):
-//! the batch mean, the variance about it, the normalise-and-scale transform, and their gradients.
+//! the batch mean and variance (one pass), the normalise-and-scale transform, and their gradients.
 //! Composed by `nn::Layers::batch_norm`: training uses the batch's statistics, inference the
 //! running ones. Where S is a multiple of 4 the training kernels run four elements of one channel
 //! per invocation (batchnorm_vec4.wgsl); elsewhere the scalar kernels of batchnorm.wgsl.
@@ -12,7 +12,7 @@ pub use apply::{BnAct, BnApply};
 pub use grad::{
     BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat, BnStatGrad, ChannelDotNormalized,
 };
-pub use stats::{CenteredVar, CenteredVarGrad, ChannelBroadcast, ChannelSum};
+pub use stats::{batch_statistics, ChannelBroadcast, ChannelMoments, ChannelSum};
 
 use super::{numel, per_element, Params};
 use crate::gpu::{Dispatch, Gpu};

@@ -1,9 +1,10 @@
-//! The batch statistics: per-channel sums and the variance about the mean, and their gradients.
+//! The batch statistics: per-channel sums, the mean and variance in one pass, and their
+//! gradients.
 
 use super::{check_channels, each, launch, launch_vec4, view, BnLaunch};
 use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
-use crate::ops::{numel, per_element, HostTensor, Op, TensorRef};
+use crate::ops::{numel, per_element, HostTensor, Op, TakeRow, TensorRef};
 use crate::Result;
 
 /// out[c] = scale * sum of x over batch and space (the mean when scale = 1/M).
@@ -118,115 +119,68 @@ impl Op for ChannelBroadcast {
     }
 }
 
-/// The biased variance of x about `mean`, per channel; inputs (x, mean). `mean` must be the
-/// batch mean of x (`ChannelSum::mean_of`): the gradient to it, -2/M sum(x - mean) dvar, is then
-/// exactly zero and is not formed.
+/// The batch mean and the biased variance about it of each channel of x, in one pass over x:
+/// out [2, C] = (mean; var). Each lane of the kernel sums its run about a value of the run and
+/// the lanes' moments merge exactly (cascade.wgsl), so no difference of large sums decides the
+/// variance. See `batch_statistics` for the two rows as tensors.
+///
+/// No gradient flows through it: the batch norm of training (`BnApply` with `batch_stats`)
+/// computes dx through its statistics itself.
 #[derive(Debug, Clone, Copy)]
-pub struct CenteredVar;
+pub struct ChannelMoments;
 
-impl CenteredVar {
+impl ChannelMoments {
     fn scale(shape: &[usize]) -> f32 {
         let (n, _, s) = view(shape).unwrap();
         1.0 / (n * s) as f32
     }
 }
 
-impl Op for CenteredVar {
+/// The batch mean and biased variance of x's channels ([N, C, ...]): `ChannelMoments` and its
+/// two rows.
+pub fn batch_statistics(g: &mut Graph, x: TensorId) -> (TensorId, TensorId) {
+    let moments = g.apply(ChannelMoments, &[x]);
+    (
+        g.apply(TakeRow(0), &[moments]),
+        g.apply(TakeRow(1), &[moments]),
+    )
+}
+
+impl Op for ChannelMoments {
     fn name(&self) -> String {
-        "centered_var".into()
+        "channel_moments".into()
     }
 
     fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
-        Ok(vec![check_channels("centered_var", x[0], &[x[1]])?])
-    }
-
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[TensorId],
-        _: TensorId,
-        dy: TensorId,
-        needs: &[bool],
-    ) -> Vec<Option<TensorId>> {
-        let scale = Self::scale(g.shape(x[0]));
-        vec![
-            needs[0].then(|| g.apply(CenteredVarGrad { scale }, &[x[0], x[1], dy])),
-            None,
-        ]
+        Ok(vec![2, check_channels("channel_moments", x[0], &[])?])
     }
 
     fn reference(&self, x: &[&HostTensor]) -> HostTensor {
-        let c = x[1].data.len();
-        let mut out = vec![0.0; c];
-        each(&x[0].shape, |i, ch| {
-            out[ch] += (x[0].data[i] - x[1].data[ch]).powi(2)
-        });
+        let (_, c, _) = view(&x[0].shape).unwrap();
         let s = f64::from(Self::scale(&x[0].shape));
-        HostTensor::new(&[c], out.iter().map(|v| v * s).collect())
+        let mut mean = vec![0.0; c];
+        each(&x[0].shape, |i, ch| mean[ch] += x[0].data[i]);
+        mean.iter_mut().for_each(|m| *m *= s);
+        let mut var = vec![0.0; c];
+        each(&x[0].shape, |i, ch| {
+            var[ch] += (x[0].data[i] - mean[ch]).powi(2)
+        });
+        var.iter_mut().for_each(|v| *v *= s);
+        HostTensor::new(&[2, c], [mean, var].concat())
     }
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), 0.0, Self::scale(x[0].shape));
         if l.vec4() {
-            let bindings = [(1, x[0].buffer), (4, x[1].buffer), (9, y.buffer)];
-            return launch_vec4(
-                gpu,
-                "channel_centered_square4",
-                l,
-                &bindings,
-                l.reduction_groups(),
-            );
+            let bindings = [(1, x[0].buffer), (9, y.buffer)];
+            return launch_vec4(gpu, "channel_moments4", l, &bindings, l.reduction_groups());
         }
-        let bindings = [(1, x[0].buffer), (2, x[1].buffer), (6, y.buffer)];
+        let bindings = [(1, x[0].buffer), (6, y.buffer)];
         let entry = if l.columns() {
-            "channel_centered_square_columns"
+            "channel_moments_columns"
         } else {
-            "channel_centered_square"
+            "channel_moments"
         };
         launch(gpu, entry, l, &bindings, l.reduction_groups())
-    }
-}
-
-/// dx of `CenteredVar`: 2 scale dvar[c] (x - mean[c]); inputs (x, mean, dvar).
-#[derive(Debug, Clone, Copy)]
-pub struct CenteredVarGrad {
-    pub scale: f32,
-}
-
-impl Op for CenteredVarGrad {
-    fn name(&self) -> String {
-        "centered_var_grad".into()
-    }
-
-    fn output_shape(&self, x: &[&[usize]]) -> std::result::Result<Vec<usize>, String> {
-        check_channels("centered_var_grad", x[0], &[x[1], x[2]])?;
-        Ok(x[0].to_vec())
-    }
-
-    fn reference(&self, x: &[&HostTensor]) -> HostTensor {
-        let s = 2.0 * f64::from(self.scale);
-        let mut out = vec![0.0; x[0].data.len()];
-        each(&x[0].shape, |i, c| {
-            out[i] = s * x[2].data[c] * (x[0].data[i] - x[1].data[c])
-        });
-        HostTensor::new(&x[0].shape, out)
-    }
-
-    fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
-        let v = view(x[0].shape).unwrap();
-        let bindings = [
-            (1, x[0].buffer),
-            (2, x[1].buffer),
-            (3, x[2].buffer),
-            (6, y.buffer),
-        ];
-        let l = BnLaunch::new(v, 0.0, self.scale);
-        launch(
-            gpu,
-            "centered_square_grad",
-            l,
-            &bindings,
-            per_element(numel(x[0].shape)),
-        )
     }
 }
