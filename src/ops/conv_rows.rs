@@ -215,8 +215,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
             );
         }
     }
-    // Each sum takes its 9 products of the channel in one chain: llvmpipe keeps the sums in
-    // memory, so each load and store of one should serve as many multiply-adds as it can.
+    // Each sum takes the channel's 9 products, added up first, at once: llvmpipe keeps the sums
+    // in memory, so each load and store of one should serve as many multiply-adds as it can,
+    // and the running sum meets one addition per input channel.
     for i in 0..rows {
         for a in 0..3 {
             let _ = writeln!(
@@ -227,10 +228,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
             );
         }
         for j in 0..col4 {
-            let terms = (0..3).fold(format!("acc{i}_{j}"), |sum, a| {
-                format!("fma(win{a}_{j}_2, vec4<f32>(w{a}_{i}.z), fma(cur{a}_{j}, vec4<f32>(w{a}_{i}.y), fma(win{a}_{j}_0, vec4<f32>(w{a}_{i}.x), {sum})))")
-            });
-            let _ = writeln!(w, "    acc{i}_{j} = {terms};");
+            let terms = (1..3).fold(
+                format!("fma(win0_{j}_2, vec4<f32>(w0_{i}.z), fma(cur0_{j}, vec4<f32>(w0_{i}.y), win0_{j}_0 * w0_{i}.x))"),
+                |sum, a| {
+                    format!("fma(win{a}_{j}_2, vec4<f32>(w{a}_{i}.z), fma(cur{a}_{j}, vec4<f32>(w{a}_{i}.y), fma(win{a}_{j}_0, vec4<f32>(w{a}_{i}.x), {sum})))")
+                },
+            );
+            let _ = writeln!(w, "    acc{i}_{j} += {terms};");
         }
     }
     w.push_str("  }\n");
@@ -253,9 +257,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 /// in runs of 4 along the rows of the plane, the same runs for every lane: each lane keeps the
 /// input row segments under the run and its two neighbours for its own (i, a) pair, sliding
 /// them along the row (one vec4 load per run), loads `rows / sg` output channels' dy runs as
-/// vec4 and broadcasts them. Each sum takes a run's four products in one chain: llvmpipe keeps
-/// the sums in memory, and one load and store per four multiply-adds is what makes this kernel
-/// faster than the GEMM. Workgroup z sums the K chunk [z chunk, (z + 1) chunk) into the z-th slice of c.
+/// vec4 and broadcasts them. Each sum takes a run's four products, added up first, at once:
+/// llvmpipe keeps the sums in memory, and one load and store per four multiply-adds is what
+/// makes this kernel faster than the GEMM; the running sum of a K chunk meets one addition per
+/// run, as the GEMM's does. Workgroup z sums the K chunk [z chunk, (z + 1) chunk) into the z-th slice of c.
 pub fn weight_grad_source(sg: usize, rows: usize) -> String {
     assert!(
         supports_subgroup_size(sg) && rows.is_multiple_of(sg),
@@ -354,10 +359,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
             ii / q
         );
         for (b, win) in ["win0", "cur", "win2"].iter().enumerate() {
-            let _ = writeln!(
-                w,
-                "    acc{ii}_{b} = fma(d{ii}.w, {win}.w, fma(d{ii}.z, {win}.z, fma(d{ii}.y, {win}.y, fma(d{ii}.x, {win}.x, acc{ii}_{b}))));"
-            );
+            let _ = writeln!(w, "    acc{ii}_{b} += dot(d{ii}, {win});");
         }
     }
     let _ = writeln!(
