@@ -132,7 +132,7 @@ pub fn fills_large_tiles(m: usize, n: usize, splits: usize) -> bool {
 }
 
 /// See `fills_large_tiles`.
-pub const LARGE_TILE_GRID: usize = 128;
+const LARGE_TILE_GRID: usize = 128;
 
 impl MatMul {
     pub fn new(trans_a: bool, trans_b: bool) -> Self {
