@@ -104,16 +104,14 @@ fn generated_direct_convolution_kernels_validate() {
 
 #[test]
 fn generated_row_convolution_kernels_validate() {
-    for pass in [ConvPass::Forward, ConvPass::GradInput] {
-        for sg in [4, 8, 16] {
-            for (m, n) in [(64, 4096), (3, 64), (20, 8)] {
-                let tile = Tile::covering(sg, m, n);
-                for one_row in [false, true] {
-                    validate(
-                        &format!("conv_rows_{pass:?}_{sg}_{tile:?}_{one_row}"),
-                        &conv_rows::source(pass, sg, tile, one_row),
-                    );
-                }
+    for sg in [4, 8, 16] {
+        for (m, n) in [(64, 4096), (3, 64), (20, 8)] {
+            let tile = Tile::covering(sg, m, n);
+            for one_row in [false, true] {
+                validate(
+                    &format!("conv_rows_{sg}_{tile:?}_{one_row}"),
+                    &conv_rows::source(sg, tile, one_row),
+                );
             }
         }
     }

@@ -299,7 +299,9 @@ pub fn dispatch_on(
     if conv_rows::applies(g) {
         return Ok(vec![gpu.dispatch(
             &conv_rows::key(pass, g, sg),
-            &geometry_params(g, (m, n, k), chunk).padded(24),
+            &geometry_params(g, (m, n, k), chunk)
+                .u(conv_rows::flipped(pass))
+                .padded(24),
             &bindings,
             conv_rows::workgroups(pass, g, sg, splits),
         )?]);
