@@ -3,8 +3,13 @@
 //   MODE 0, matmul: A is a ([K,M] when TRANS_A), B is b ([N,K] when TRANS_B), C is c.
 //   MODE 1, conv2d forward: M = Co, N = batch*Ho*Wo, K = Ci*Kh*Kw; A = weight, B = the input's
 //           patches (implicit im2col, zero outside the image), C = output.
-//   MODE 2, conv2d backward to the input: M = Ci, N = batch*H*W, K = Co*Kh*Kw; A = weight seen as
-//           [Ci, Co*Kh*Kw], B = the output gradient at the positions each input pixel reached.
+//   MODE 2, conv2d backward to the input, one parity class (see conv2d.rs: the input pixels
+//           (y, x) with (y + pad) % stride == (ry, rx), which only the taps ky = ry + stride ty,
+//           kx = rx + stride tx reach): M = Ci, N = batch*hc*wc, K = Co*th*tw; A = those taps of
+//           the weight seen as [Ci, Co*th*tw], B = the output gradient at (jy - ty, jx - tx),
+//           C = the class's pixels y = stride jy + ry - pad, x = stride jx + rx - pad of dx.
+//           A stride-1 pass is one class, and a strided one never multiplies the zeros between
+//           the output gradient's pixels.
 //   MODE 3, conv2d backward to the weight: M = Co, N = Ci*Kh*Kw, K = batch*Ho*Wo; A = output
 //           gradient as [Co, batch*Ho*Wo], B = the input's patches transposed.
 // Bindings: 0 params, 1 a, 2 b, 3 c (written). Loads outside the operands (or past the split's
@@ -34,6 +39,15 @@ struct Params {
     // slice of c: a split-K weight gradient); 0 means the whole K.
     chunk: u32,
     _pad1: u32,
+    // MODE 2's parity class: residues, first index, extent, taps.
+    ry: u32,
+    rx: u32,
+    jy0: u32,
+    jx0: u32,
+    hc: u32,
+    wc: u32,
+    th: u32,
+    tw: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -63,10 +77,12 @@ fn load_a(row: u32, kk: u32, k_end: u32) -> f32 {
             return a[row * p.k + kk];
         }
         case 2u: {
-            // weight[co, ci = row, ky, kx] with kk = (co, ky, kx)
-            let taps = p.kh * p.kw;
+            // weight[co, ci = row, ry + stride ty, rx + stride tx] with kk = (co, ty, tx)
+            let taps = p.th * p.tw;
             let co = kk / taps;
-            return a[(co * p.ci + row) * taps + kk % taps];
+            let ky = p.ry + (kk % taps) / p.tw * p.stride;
+            let kx = p.rx + kk % p.tw * p.stride;
+            return a[((co * p.ci + row) * p.kh + ky) * p.kw + kx];
         }
         case 3u: {
             // dy[n, co = row, oy, ox] with kk = (n, oy, ox)
@@ -101,26 +117,17 @@ fn load_b(kk: u32, col: u32, k_end: u32) -> f32 {
             return input_patch(col / hw, ci, pix / p.wo, pix % p.wo, t / p.kw, t % p.kw);
         }
         case 2u: {
-            // kk = (co, ky, kx), col = (n, y, x): dy[n, co, oy, ox] where oy * stride + ky = y + pad
-            let taps = p.kh * p.kw;
+            // kk = (co, ty, tx), col = (n, jy - jy0, jx - jx0): dy[n, co, jy - ty, jx - tx]
+            let taps = p.th * p.tw;
             let co = kk / taps;
-            let t = kk % taps;
-            let ky = t / p.kw;
-            let kx = t % p.kw;
-            let hw = p.h * p.w;
-            let n = col / hw;
+            let hw = p.hc * p.wc;
             let pix = col % hw;
-            let sy = i32(pix / p.w + p.pad) - i32(ky);
-            let sx = i32(pix % p.w + p.pad) - i32(kx);
-            if (sy < 0 || sx < 0) {
+            let oy = i32(pix / p.wc + p.jy0) - i32((kk % taps) / p.tw);
+            let ox = i32(pix % p.wc + p.jx0) - i32(kk % p.tw);
+            if (oy < 0 || ox < 0 || oy >= i32(p.ho) || ox >= i32(p.wo)) {
                 return 0.0;
             }
-            let oy = u32(sy) / p.stride;
-            let ox = u32(sx) / p.stride;
-            if (u32(sy) % p.stride != 0u || u32(sx) % p.stride != 0u || oy >= p.ho || ox >= p.wo) {
-                return 0.0;
-            }
-            return b[((n * p.co + co) * p.ho + oy) * p.wo + ox];
+            return b[(((col / hw) * p.co + co) * p.ho + u32(oy)) * p.wo + u32(ox)];
         }
         default: {
             // MODE 3: kk = (n, oy, ox), col = (ci, ky, kx)
@@ -141,9 +148,12 @@ fn store_c(row: u32, col: u32, split: u32, v: f32) {
             c[((col / hw) * p.co + row) * hw + col % hw] = v;
         }
         case 2u: {
-            // col = (n, y, x) -> dx[n, ci = row, y, x]
-            let hw = p.h * p.w;
-            c[((col / hw) * p.ci + row) * hw + col % hw] = v;
+            // col = (n, jy - jy0, jx - jx0) -> dx[n, ci = row, stride jy + ry - pad, stride jx + rx - pad]
+            let hw = p.hc * p.wc;
+            let pix = col % hw;
+            let y = (pix / p.wc + p.jy0) * p.stride + p.ry - p.pad;
+            let x = (pix % p.wc + p.jx0) * p.stride + p.rx - p.pad;
+            c[(((col / hw) * p.ci + row) * p.h + y) * p.w + x] = v;
         }
         default: {
             c[(split * p.m + row) * p.n + col] = v;

@@ -1,9 +1,10 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
 //! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl` and
 //! `gemm_tiled_large.wgsl` on hardware GPUs, the generated subgroup GEMM on software
-//! adapters); and on software adapters, direct kernels for stride-1 passes with few output
-//! channels (conv_direct.rs) and row kernels for the other 3x3 stride-1 passes over widths that
-//! are multiples of 4 (conv_rows.rs).
+//! adapters), the input gradient one GEMM per parity class of its pixels (`ParityClass`); and on
+//! software adapters, direct kernels for stride-1 passes with few output channels
+//! (conv_direct.rs) and row kernels for the other 3x3 stride-1 passes over widths that are
+//! multiples of 4 (conv_rows.rs).
 
 use super::gemm_subgroup::{self, GemmKind, Tile};
 use super::matmul;
@@ -124,6 +125,27 @@ struct ParityClass {
     tw: usize,
 }
 
+impl ParityClass {
+    /// The class's GEMM: M = Ci, N = its pixels, K = Co times its taps.
+    fn gemm(&self, g: &ConvGeometry) -> (usize, usize, usize) {
+        (g.ci, g.batch * self.hc * self.wc, g.co * self.th * self.tw)
+    }
+
+    /// The shaders' `Params` of the class's launch (see gemm_operands.wgsl, MODE 2).
+    fn params(&self, g: &ConvGeometry) -> Params {
+        geometry_params(g, self.gemm(g), 0)
+            .u(0)
+            .u(self.ry)
+            .u(self.rx)
+            .u(self.jy0)
+            .u(self.jx0)
+            .u(self.hc)
+            .u(self.wc)
+            .u(self.th)
+            .u(self.tw)
+    }
+}
+
 fn parity_classes(g: &ConvGeometry) -> Vec<ParityClass> {
     let s = g.stride;
     // The j with 0 <= s j + r - pad < size, and the taps r + s t < k.
@@ -183,9 +205,8 @@ pub enum ConvKernels {
     /// The implicit GEMM of gemm_tiled_large.wgsl, 128x128 double-buffered tiles: hardware
     /// GPUs' large passes (`matmul::fills_large_tiles`).
     TiledLarge,
-    /// The generated subgroup GEMM, whose input gradient runs one launch per parity class, the
-    /// direct kernels of conv_direct.rs for stride-1 passes with few output channels and the
-    /// row kernels of conv_rows.rs for the other 3x3 stride-1 passes (weight gradients with
+    /// The generated subgroup GEMM, the direct kernels of conv_direct.rs for stride-1 passes
+    /// with few output channels and the row kernels of conv_rows.rs for the other 3x3 stride-1 passes (weight gradients with
     /// more taps than output channels included) over widths that are multiples of 4: software
     /// adapters with subgroups of a fixed size.
     Subgroup,
@@ -197,7 +218,15 @@ impl ConvKernels {
         if gpu.is_cpu() && ConvKernels::Subgroup.available(gpu) {
             return ConvKernels::Subgroup;
         }
-        let (m, n, _) = g.gemm(pass);
+        let (m, mut n, _) = g.gemm(pass);
+        if pass == ConvPass::GradInput {
+            // Each parity class is a launch of its own.
+            n = parity_classes(g)
+                .iter()
+                .map(|c| c.gemm(g).1)
+                .max()
+                .unwrap_or(n);
+        }
         if !gpu.is_cpu() && matmul::fills_large_tiles(m, n, splits) {
             ConvKernels::TiledLarge
         } else {
@@ -262,11 +291,23 @@ pub fn dispatch_on(
     };
     if let Some((shader, tile)) = tiled {
         let key = KernelKey::new(shader, "main").with("MODE", f64::from(pass.mode()));
-        return Ok(vec![gpu.dispatch(
-            &key,
-            &geometry_params(g, (m, n, k), chunk).padded(16),
-            &bindings,
-            groups(m, n, tile, tile),
+        let launch = |(m, n, _): (usize, usize, usize), params: Params| {
+            gpu.dispatch(
+                &key,
+                &params.padded(matmul::TILED_PARAMS_WORDS),
+                &bindings,
+                groups(m, n, tile, tile),
+            )
+        };
+        if pass == ConvPass::GradInput {
+            return parity_classes(g)
+                .iter()
+                .map(|class| launch(class.gemm(g), class.params(g)))
+                .collect();
+        }
+        return Ok(vec![launch(
+            (m, n, k),
+            geometry_params(g, (m, n, k), chunk),
         )?]);
     }
     let sg = gpu.fixed_subgroup_size().expect("checked above");
@@ -311,24 +352,10 @@ pub fn dispatch_on(
         return Ok(vec![launch(GemmKind::Conv(pass), (m, n), params)?]);
     }
     parity_classes(g)
-        .into_iter()
+        .iter()
         .map(|class| {
-            let (m, n, k) = (
-                g.ci,
-                g.batch * class.hc * class.wc,
-                g.co * class.th * class.tw,
-            );
-            let params = geometry_params(g, (m, n, k), 0)
-                .u(0)
-                .u(class.ry)
-                .u(class.rx)
-                .u(class.jy0)
-                .u(class.jx0)
-                .u(class.hc)
-                .u(class.wc)
-                .u(class.th)
-                .u(class.tw);
-            launch(GemmKind::Conv(pass), (m, n), params)
+            let (m, n, _) = class.gemm(g);
+            launch(GemmKind::Conv(pass), (m, n), class.params(g))
         })
         .collect()
 }

@@ -110,7 +110,7 @@ impl MatmulKernel {
             }
         };
         let words = match self {
-            MatmulKernel::Tiled | MatmulKernel::TiledLarge => 16,
+            MatmulKernel::Tiled | MatmulKernel::TiledLarge => TILED_PARAMS_WORDS,
             MatmulKernel::Vec4 | MatmulKernel::Subgroup => 4,
         };
         let params = Params::default().u(m).u(n).u(k).padded(words);
@@ -122,6 +122,9 @@ impl MatmulKernel {
         gpu.dispatch(&key, &params, &[(1, a), (2, b), (3, c)], groups)
     }
 }
+
+/// The u32 words of the tiled GEMMs' `Params` (gemm_operands.wgsl).
+pub const TILED_PARAMS_WORDS: usize = 24;
 
 /// Whether a GEMM of M x N outputs, its K split `splits` ways, fills gemm_tiled_large's 128x128
 /// tiles on a hardware GPU: both sides at least a tile, and at least `LARGE_TILE_GRID`
