@@ -13,14 +13,13 @@
 #                                      says which passed
 #
 # The GPU machine needs the Vulkan loader (libvulkan1) and its GPU's Vulkan driver. Run with
-# BYOL_ADAPTER set to choose among several adapters. Both halves take minutes: the tests about
-# 2-4 on an H100-class GPU, the benchmarks about 3.
+# BYOL_ADAPTER set to choose among several adapters.
 set -euo pipefail
 
 TESTS=(matmul conv_kernels dispatch_limits ops fusion long_reductions step_reference byol_step)
 
 usage() {
-    sed -n '2,17p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 2
 }
 
