@@ -4,14 +4,17 @@
 // moves as vec4 (one load where the scalar kernels of batchnorm.wgsl take four; on software
 // adapters every load is a loop over the SIMD lanes) and every per-channel value is read once
 // per four elements. Vec4 q holds elements 4q..4q+3, of channel (q / S4) % C with S4 = S / 4.
-// Bindings: 0 params {batch, channels, spatial4, flags, eps, scale}; tensor-sized vec4 operands
+// Bindings: 0 params {batch, channels, spatial4, flags, eps, scale, run}; tensor-sized vec4 operands
 // 1 t1, 2 t2, 3 t3; per-channel values 4 c1, 5 c2, 6 c3, 7 c4; outputs 8 out4 (tensor-sized) or
 // 9 outc (per channel); each entry names what it reads.
 // Compiled unchecked: every index is guarded against the sizes in params, whose buffers the
 // host sizes from the same shapes.
 // Reductions (channel_*): one workgroup of 256 per channel, each lane's vec4 run summed by a
 // vec4 cascade (cascade.wgsl, prepended), then a tree over the lanes; dispatch grid_1d(C).
-// Pointwise entries: one invocation per vec4; dispatch grid_1d(ceil(N C S4 / 256)).
+// Pointwise entries: `run` consecutive vec4 of one channel per invocation (run divides S4), its
+// per-channel values read once: on software adapters every storage load costs a loop over the
+// lanes (`byol bench memory` on lavapipe: the normalise and input-gradient kernels move 1.5x
+// the GB/s they did with one vec4 per invocation); dispatch grid_1d(ceil(N C S4 / (256 run))).
 // The linear workgroup index is wid.x + wid.y * num_workgroups.x.
 
 struct Params {
@@ -21,7 +24,7 @@ struct Params {
     flags: u32,
     eps: f32,
     scale: f32,
-    _pad1: f32,
+    run: u32,
     _pad2: f32,
 }
 
@@ -114,20 +117,24 @@ fn channel_moments4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 // + t2 (the residual) with ADD, and max(., 0) with RELU.
 @compute @workgroup_size(256, 1, 1)
 fn bn_apply4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let q = linear(wid, nwg) * 256u + lid.x;
-    if (q >= p.batch * p.channels * p.spatial4) {
+    let first = (linear(wid, nwg) * 256u + lid.x) * p.run;
+    if (first >= p.batch * p.channels * p.spatial4) {
         return;
     }
-    let c = (q / p.spatial4) % p.channels;
+    let c = (first / p.spatial4) % p.channels;
+    let mean = c1[c];
     let scale = inverseSqrt(c2[c] + p.eps) * c3[c];
-    var y = (t1[q] - c1[c]) * scale + c4[c];
-    if ((p.flags & ADD) != 0u) {
-        y += t2[q];
+    let shift = c4[c];
+    for (var q = first; q < first + p.run; q++) {
+        var y = (t1[q] - mean) * scale + shift;
+        if ((p.flags & ADD) != 0u) {
+            y += t2[q];
+        }
+        if ((p.flags & RELU) != 0u) {
+            y = max(y, vec4<f32>(0.0));
+        }
+        out4[q] = y;
     }
-    if ((p.flags & RELU) != 0u) {
-        y = max(y, vec4<f32>(0.0));
-    }
-    out4[q] = y;
 }
 
 // dy where the ReLU's output t3 is positive (MASKED), else dy itself.
@@ -171,14 +178,18 @@ fn bn_grad_sums4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // gamma istd (dy - sum(dy) / M - x_hat sum(dy x_hat) / M).
 @compute @workgroup_size(256, 1, 1)
 fn bn_batch_stats_grad4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let q = linear(wid, nwg) * 256u + lid.x;
-    if (q >= p.batch * p.channels * p.spatial4) {
+    let first = (linear(wid, nwg) * 256u + lid.x) * p.run;
+    if (first >= p.batch * p.channels * p.spatial4) {
         return;
     }
-    let c = (q / p.spatial4) % p.channels;
+    let c = (first / p.spatial4) % p.channels;
+    let mean = c1[c];
     let istd = inverseSqrt(c2[c] + p.eps);
-    let x_hat = (t2[q] - c1[c]) * istd;
+    let gamma = c3[c];
     let mean_dy = p.scale * c4[c];
     let mean_dot = p.scale * c4[p.channels + c];
-    out4[q] = c3[c] * istd * (masked_dy(q) - mean_dy - x_hat * mean_dot);
+    for (var q = first; q < first + p.run; q++) {
+        let x_hat = (t2[q] - mean) * istd;
+        out4[q] = gamma * istd * (masked_dy(q) - mean_dy - x_hat * mean_dot);
+    }
 }

@@ -333,6 +333,17 @@ fn cases() -> Vec<Case> {
             &[&[3, 4, 4, 4], &[4], &[4]],
             |g, x| batch_norm_then(g, x, true, BnAct::Relu),
         ),
+        // Planes of 2 and 5 vec4: the pointwise vec4 kernels take runs of 2 and of 1.
+        case(
+            "batch norm + relu, training, vec4, runs of 2",
+            &[&[3, 5, 2, 4], &[5], &[5]],
+            |g, x| batch_norm_then(g, x, true, BnAct::Relu),
+        ),
+        case(
+            "batch norm + add + relu, training, vec4, runs of 1",
+            &[&[3, 4, 4, 5], &[4], &[4], &[3, 4, 4, 5]],
+            |g, x| batch_norm_then(g, x, true, BnAct::AddRelu),
+        ),
         case(
             "batch norm + add + relu, training, NCHW",
             &[&[3, 4, 5, 3], &[4], &[4], &[3, 4, 5, 3]],

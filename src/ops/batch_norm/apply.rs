@@ -1,6 +1,6 @@
 //! The batch-norm transform, with the ReLU and the residual add that follow it in a ResNet.
 
-use super::{check_channels, each, launch, launch_vec4, view, BnLaunch, RUN};
+use super::{check_channels, each, launch, launch_vec4_pointwise, view, BnLaunch, RUN};
 use super::{BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat, BnStatGrad};
 use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
@@ -183,7 +183,7 @@ impl Op for BnApply {
                 (7, x[4].buffer),
                 (8, y.buffer),
             ];
-            return launch_vec4(gpu, "bn_apply4", l, &bindings, per_element(len / 4));
+            return launch_vec4_pointwise(gpu, "bn_apply4", l, &bindings);
         }
         let mut bindings: Vec<(u32, &wgpu::Buffer)> = x[..5]
             .iter()

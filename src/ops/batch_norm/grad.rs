@@ -1,6 +1,8 @@
 //! The gradients of the batch-norm transform.
 
-use super::{check_channels, each, launch, launch_vec4, view, BnLaunch, RUN};
+use super::{
+    check_channels, each, launch, launch_vec4, launch_vec4_pointwise, view, BnLaunch, RUN,
+};
 use crate::gpu::{Dispatch, Gpu};
 use crate::ops::{numel, per_element, HostTensor, Op, TensorRef};
 use crate::Result;
@@ -73,7 +75,7 @@ impl Op for BnGradSums {
                 (5, x[3].buffer),
                 (9, y.buffer),
             ];
-            return launch_vec4(gpu, "bn_grad_sums4", l, &bindings, l.reduction_groups());
+            return launch_vec4(gpu, "bn_grad_sums4", l, &bindings);
         }
         let bindings = [
             (1, x[0].buffer),
@@ -156,13 +158,7 @@ impl Op for BnBatchStatsGrad {
                 (7, x[5].buffer),
                 (8, y.buffer),
             ];
-            return launch_vec4(
-                gpu,
-                "bn_batch_stats_grad4",
-                l,
-                &bindings,
-                per_element(len / 4),
-            );
+            return launch_vec4_pointwise(gpu, "bn_batch_stats_grad4", l, &bindings);
         }
         // Bindings 1-5 and 7-8: 6 is the output.
         let bindings = [

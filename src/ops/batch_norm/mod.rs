@@ -87,7 +87,8 @@ impl BnLaunch {
         self.view.2.is_multiple_of(4)
     }
 
-    fn params(&self, spatial: usize) -> Vec<u32> {
+    /// The kernels' `Params`; `run`: vec4s per invocation of the pointwise vec4 entries.
+    fn params(&self, spatial: usize, run: usize) -> Vec<u32> {
         let (n, c, _) = self.view;
         Params::default()
             .u(n)
@@ -96,7 +97,19 @@ impl BnLaunch {
             .u(self.flags as usize)
             .f(self.eps)
             .f(self.scale)
+            .u(run)
             .padded(8)
+    }
+
+    /// Vec4s per invocation of the pointwise vec4 entries, which read several per-channel
+    /// values: the most of 4, 2 or 1 that divides S / 4, so that a run never leaves its channel
+    /// and reads them once (`run` in batchnorm_vec4.wgsl).
+    fn vec4_run(&self) -> usize {
+        let spatial4 = self.view.2 / 4;
+        [4, 2, 1]
+            .into_iter()
+            .find(|r| spatial4.is_multiple_of(*r))
+            .expect("1 divides every size")
     }
 }
 
@@ -108,20 +121,37 @@ fn launch(
     bindings: &[(u32, &wgpu::Buffer)],
     groups: usize,
 ) -> Result<Vec<Dispatch>> {
-    let params = l.params(l.view.2);
+    let params = l.params(l.view.2, 1);
     super::launch(gpu, ("batchnorm", entry), &params, bindings, groups)
 }
 
-/// `entry` of batchnorm_vec4.wgsl over `groups` workgroups; the view's S must be a multiple of 4.
+/// The per-channel reduction `entry` of batchnorm_vec4.wgsl; the view's S must be a multiple
+/// of 4.
 fn launch_vec4(
     gpu: &Gpu,
     entry: &'static str,
     l: BnLaunch,
     bindings: &[(u32, &wgpu::Buffer)],
-    groups: usize,
 ) -> Result<Vec<Dispatch>> {
     debug_assert!(l.vec4());
-    let params = l.params(l.view.2 / 4);
+    let params = l.params(l.view.2 / 4, 1);
+    let groups = l.reduction_groups();
+    super::launch(gpu, ("batchnorm_vec4", entry), &params, bindings, groups)
+}
+
+/// The pointwise `entry` of batchnorm_vec4.wgsl, `vec4_run` vec4s per invocation; the view's S
+/// must be a multiple of 4.
+fn launch_vec4_pointwise(
+    gpu: &Gpu,
+    entry: &'static str,
+    l: BnLaunch,
+    bindings: &[(u32, &wgpu::Buffer)],
+) -> Result<Vec<Dispatch>> {
+    debug_assert!(l.vec4());
+    let (n, c, s) = l.view;
+    let run = l.vec4_run();
+    let params = l.params(s / 4, run);
+    let groups = per_element(n * c * s / 4 / run);
     super::launch(gpu, ("batchnorm_vec4", entry), &params, bindings, groups)
 }
 

@@ -63,7 +63,7 @@ impl Op for ChannelSum {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), 0.0, self.scale);
         if l.vec4() {
             let bindings = [(1, x[0].buffer), (9, y.buffer)];
-            return launch_vec4(gpu, "channel_sum4", l, &bindings, l.reduction_groups());
+            return launch_vec4(gpu, "channel_sum4", l, &bindings);
         }
         let bindings = [(1, x[0].buffer), (6, y.buffer)];
         let entry = if l.columns() {
@@ -173,7 +173,7 @@ impl Op for ChannelMoments {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), 0.0, Self::scale(x[0].shape));
         if l.vec4() {
             let bindings = [(1, x[0].buffer), (9, y.buffer)];
-            return launch_vec4(gpu, "channel_moments4", l, &bindings, l.reduction_groups());
+            return launch_vec4(gpu, "channel_moments4", l, &bindings);
         }
         let bindings = [(1, x[0].buffer), (6, y.buffer)];
         let entry = if l.columns() {
