@@ -14,7 +14,8 @@
 // Pointwise entries: `run` consecutive vec4 of one channel per invocation (run divides S4), its
 // per-channel values read once: on software adapters every storage load costs a loop over the
 // lanes (`byol bench memory` on lavapipe: the normalise and input-gradient kernels move 1.5x
-// the GB/s they did with one vec4 per invocation); dispatch grid_1d(ceil(N C S4 / (256 run))).
+// the GB/s they did with one vec4 per invocation); hardware GPUs take run = 1, coalesced.
+// Dispatch grid_1d(ceil(N C S4 / (256 run))).
 // The linear workgroup index is wid.x + wid.y * num_workgroups.x.
 
 struct Params {

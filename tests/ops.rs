@@ -333,16 +333,21 @@ fn cases() -> Vec<Case> {
             &[&[3, 4, 4, 4], &[4], &[4]],
             |g, x| batch_norm_then(g, x, true, BnAct::Relu),
         ),
-        // Planes of 2 and 5 vec4: the pointwise vec4 kernels take runs of 2 and of 1.
+        // Planes of 2, 5 and 11 vec4: the pointwise vec4 kernels take runs of 2, 5 and 1.
         case(
             "batch norm + relu, training, vec4, runs of 2",
             &[&[3, 5, 2, 4], &[5], &[5]],
             |g, x| batch_norm_then(g, x, true, BnAct::Relu),
         ),
         case(
-            "batch norm + add + relu, training, vec4, runs of 1",
+            "batch norm + add + relu, training, vec4, runs of 5",
             &[&[3, 4, 4, 5], &[4], &[4], &[3, 4, 4, 5]],
             |g, x| batch_norm_then(g, x, true, BnAct::AddRelu),
+        ),
+        case(
+            "batch norm + relu, training, vec4, runs of 1",
+            &[&[2, 3, 4, 11], &[3], &[3]],
+            |g, x| batch_norm_then(g, x, true, BnAct::Relu),
         ),
         case(
             "batch norm + add + relu, training, NCHW",
