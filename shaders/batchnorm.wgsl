@@ -10,10 +10,10 @@
 // features (S = 1) the *_columns entries instead give each lane a channel, whose column it
 // sums down alone; dispatch grid_1d(ceil(C / 256)).
 // Pointwise entries: one invocation per element of out; dispatch grid_1d(ceil(len / 256)). Those
-// that read several per-channel values (bn_apply, bn_batch_stats_grad) compute RUN consecutive
-// elements each and read them again only where the run crosses into the next channel: on
-// software adapters every storage load costs a loop over the lanes, and the per-channel loads
-// dominated those kernels. Dispatch grid_1d(ceil(len / (256 RUN))).
+// that read several per-channel values (bn_apply, bn_batch_stats_grad) compute `run` (in
+// params) consecutive elements each and read them again only where the run crosses into the
+// next channel: on software adapters every storage load costs a loop over the lanes, and the
+// per-channel loads dominated those kernels. Dispatch grid_1d(ceil(len / (256 run))).
 // The linear workgroup index is wid.x + wid.y * num_workgroups.x.
 
 struct Params {
@@ -23,7 +23,7 @@ struct Params {
     flags: u32,
     eps: f32,
     scale: f32,
-    _pad1: f32,
+    run: u32,
     _pad2: f32,
 }
 
@@ -168,8 +168,6 @@ fn pointwise_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return linear(wid, nwg) * 256u + lid.x;
 }
 
-const RUN: u32 = 4u;
-
 // Where a run starts: its element index, channel and position within the channel's plane.
 struct RunStart {
     first: u32,
@@ -178,7 +176,7 @@ struct RunStart {
 }
 
 fn run_start(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> RunStart {
-    let first = pointwise_index(wid, nwg, lid) * RUN;
+    let first = pointwise_index(wid, nwg, lid) * p.run;
     let plane = first / p.spatial;
     return RunStart(first, plane % p.channels, first - plane * p.spatial);
 }
@@ -198,7 +196,7 @@ fn enters_channel(j: u32, c: ptr<function, u32>, s: ptr<function, u32>) -> bool 
 }
 
 // out = (in1 - in2[c]) / sqrt(in3[c] + eps) * in4[c] + in5[c]: x, mean, var, gamma, beta; then
-// + in6 (the residual) with ADD, and max(., 0) with RELU. RUN elements per invocation.
+// + in6 (the residual) with ADD, and max(., 0) with RELU. `run` elements per invocation.
 @compute @workgroup_size(256, 1, 1)
 fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let start = run_start(wid, nwg, lid);
@@ -208,7 +206,7 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var mean = 0.0;
     var scale = 0.0;
     var shift = 0.0;
-    for (var j = 0u; j < RUN && start.first + j < len; j++) {
+    for (var j = 0u; j < p.run && start.first + j < len; j++) {
         if (enters_channel(j, &c, &s)) {
             mean = in2[c];
             scale = inv_std(c, in3[c]) * in4[c];
@@ -286,7 +284,7 @@ fn bn_grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 // dx of batch norm with batch statistics, scale = 1/M: in1 = dy, in2 = x, in3 = mean, in4 = var,
 // in5 = gamma, in6 = the sums of bn_grad_sums, in7 = the ReLU's output (MASKED) ->
 // gamma istd (dy - sum(dy) / M - x_hat sum(dy x_hat) / M).
-// RUN elements per invocation.
+// `run` elements per invocation.
 @compute @workgroup_size(256, 1, 1)
 fn bn_batch_stats_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let start = run_start(wid, nwg, lid);
@@ -298,7 +296,7 @@ fn bn_batch_stats_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     var gain = 0.0;
     var mean_dy = 0.0;
     var mean_dot = 0.0;
-    for (var j = 0u; j < RUN && start.first + j < len; j++) {
+    for (var j = 0u; j < p.run && start.first + j < len; j++) {
         if (enters_channel(j, &c, &s)) {
             mean = in3[c];
             istd = inv_std(c, in4[c]);

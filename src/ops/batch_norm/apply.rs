@@ -1,10 +1,10 @@
 //! The batch-norm transform, with the ReLU and the residual add that follow it in a ResNet.
 
-use super::{check_channels, each, launch, launch_vec4_pointwise, view, BnLaunch, RUN};
+use super::{check_channels, each, launch_pointwise, launch_vec4_pointwise, view, BnLaunch};
 use super::{BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat, BnStatGrad};
 use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
-use crate::ops::{numel, per_element, ChannelDotNormalized, ChannelSum, HostTensor, Op};
+use crate::ops::{ChannelDotNormalized, ChannelSum, HostTensor, Op};
 use crate::ops::{ReluGrad, TakeRow, TensorRef};
 use crate::Result;
 
@@ -172,7 +172,6 @@ impl Op for BnApply {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), self.eps, 0.0).flags(self.act.flags());
         // Without a residual its binding still needs a buffer: x, never read.
         let residual = x.get(5).unwrap_or(&x[0]).buffer;
-        let len = numel(x[0].shape);
         if l.vec4() {
             let bindings = [
                 (1, x[0].buffer),
@@ -191,12 +190,6 @@ impl Op for BnApply {
             .map(|(i, t)| (i as u32 + 1, t.buffer))
             .collect();
         bindings.extend([(6, y.buffer), (7, residual)]);
-        launch(
-            gpu,
-            "bn_apply",
-            l,
-            &bindings,
-            per_element(len.div_ceil(RUN)),
-        )
+        launch_pointwise(gpu, "bn_apply", l, &bindings)
     }
 }

@@ -1,7 +1,8 @@
 //! The gradients of the batch-norm transform.
 
 use super::{
-    check_channels, each, launch, launch_vec4, launch_vec4_pointwise, view, BnLaunch, RUN,
+    check_channels, each, launch, launch_pointwise, launch_vec4, launch_vec4_pointwise, view,
+    BnLaunch,
 };
 use crate::gpu::{Dispatch, Gpu};
 use crate::ops::{numel, per_element, HostTensor, Op, TensorRef};
@@ -146,7 +147,6 @@ impl Op for BnBatchStatsGrad {
         let v = view(x[0].shape).unwrap();
         let l = BnLaunch::new(v, self.eps, 1.0 / (v.0 * v.2) as f32).flags(self.masked.into());
         let mask = x.get(6).unwrap_or(&x[0]).buffer;
-        let len = numel(x[0].shape);
         if l.vec4() {
             let bindings = [
                 (1, x[0].buffer),
@@ -171,8 +171,7 @@ impl Op for BnBatchStatsGrad {
             (8, mask),
             (6, y.buffer),
         ];
-        let groups = per_element(len.div_ceil(RUN));
-        launch(gpu, "bn_batch_stats_grad", l, &bindings, groups)
+        launch_pointwise(gpu, "bn_batch_stats_grad", l, &bindings)
     }
 }
 
