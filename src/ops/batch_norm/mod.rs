@@ -83,7 +83,8 @@ impl BnLaunch {
         self.view.2.is_multiple_of(4)
     }
 
-    /// The kernels' `Params`; `run`: vec4s per invocation of the pointwise vec4 entries.
+    /// The kernels' `Params`; `run`: elements (in batchnorm_vec4.wgsl vec4) per invocation of
+    /// the pointwise entries.
     fn params(&self, spatial: usize, run: usize) -> Vec<u32> {
         let (n, c, _) = self.view;
         Params::default()
@@ -100,8 +101,8 @@ impl BnLaunch {
     /// Elements per invocation of the pointwise entries of batchnorm.wgsl, which read several
     /// per-channel values once per channel a run enters (`run` there): 16 on software adapters,
     /// where every load is a loop over the lanes (the quick step's 7 x 7 layers: bn_apply and
-    /// bn_batch_stats_grad about 20% faster than with 4, six alternated profiles); 4 on hardware
-    /// GPUs, as before that measurement.
+    /// bn_batch_stats_grad about 20% faster than with 4 in five of six alternated profiles); 4
+    /// on hardware GPUs, as before that measurement.
     fn scalar_run(gpu: &Gpu) -> usize {
         if gpu.is_cpu() {
             16
