@@ -49,30 +49,6 @@ fn linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// A lane's walk over the elements of channel c, 256 apart in the channel's order (n, s): the
-// index of each without a division.
-struct Walk {
-    e: u32,
-    s: u32,
-}
-
-fn walk_start(c: u32, i: u32) -> Walk {
-    let s = i % p.spatial;
-    return Walk(((i / p.spatial) * p.channels + c) * p.spatial + s, s);
-}
-
-fn walk_next(w: ptr<function, Walk>) {
-    // 256 = q S + r: q planes of the channel (each C S elements apart) and r elements on.
-    let q = 256u / p.spatial;
-    let r = 256u - q * p.spatial;
-    (*w).e += q * p.channels * p.spatial + r;
-    (*w).s += r;
-    if ((*w).s >= p.spatial) {
-        (*w).s -= p.spatial;
-        (*w).e += (p.channels - 1u) * p.spatial;
-    }
-}
-
 fn channel_of(i: u32) -> u32 {
     return (i / p.spatial) % p.channels;
 }
@@ -99,10 +75,10 @@ fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let m = p.batch * p.spatial;
     var acc = cascade_new();
     if (c < p.channels) {
-        var walk = walk_start(c, lid.x);
+        var walk = channel_walk(c, lid.x, p.channels, p.spatial);
         for (var i = lid.x; i < m; i += 256u) {
             cascade_add(&acc, in1[walk.e]);
-            walk_next(&walk);
+            walk_step(&walk);
         }
     }
     partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
@@ -123,13 +99,13 @@ fn channel_moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     var s2 = cascade_new();
     var shift = 0.0;
     if (c < p.channels && lid.x < m) {
-        var walk = walk_start(c, lid.x);
+        var walk = channel_walk(c, lid.x, p.channels, p.spatial);
         shift = in1[walk.e];
         for (var i = lid.x; i < m; i += 256u) {
             let d = in1[walk.e] - shift;
             cascade_add(&s1, d);
             cascade_add(&s2, d * d);
-            walk_next(&walk);
+            walk_step(&walk);
         }
     }
     moments[lid.x] = moments_from_shifted(f32(s1.n), shift, cascade_total(s1), cascade_total(s2));
@@ -150,11 +126,11 @@ fn channel_dot_normalized(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     if (c < p.channels) {
         let mean = in3[c];
         istd = inv_std(c, in4[c]);
-        var walk = walk_start(c, lid.x);
+        var walk = channel_walk(c, lid.x, p.channels, p.spatial);
         for (var i = lid.x; i < m; i += 256u) {
             let e = walk.e;
             cascade_add(&acc, in1[e] * (in2[e] - mean));
-            walk_next(&walk);
+            walk_step(&walk);
         }
     }
     partial[lid.x] = vec2<f32>(cascade_total(acc), 0.0);
@@ -264,10 +240,10 @@ fn bn_grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (c < p.channels) {
         let mean = in3[c];
         istd = inv_std(c, in4[c]);
-        var walk = walk_start(c, lid.x);
+        var walk = channel_walk(c, lid.x, p.channels, p.spatial);
         for (var i = lid.x; i < m; i += 256u) {
             let e = walk.e;
-            walk_next(&walk);
+            walk_step(&walk);
             let dy = masked_dy(e);
             cascade_add(&sum, dy);
             cascade_add(&dot, dy * (in2[e] - mean));

@@ -52,42 +52,6 @@ fn linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// The j-th vec4 of channel c (j < N S4).
-fn channel_vec4(c: u32, j: u32) -> u32 {
-    let n = j / p.spatial4;
-    return (n * p.channels + c) * p.spatial4 + (j - n * p.spatial4);
-}
-
-// Channel c's vec4 j, j + 256, j + 512, ... as a lane of a reduction walks them: the index of
-// the current one and its position in the plane, stepped with no division (llvmpipe has no
-// vector division: each one is a scalar loop over the lanes).
-struct ChannelWalk {
-    q: u32,
-    s: u32,
-    dq: u32,
-    ds: u32,
-}
-
-fn channel_walk(c: u32, j: u32) -> ChannelWalk {
-    let n = j / p.spatial4;
-    let s = j - n * p.spatial4;
-    // A step of 256 vec4 crosses `planes` whole planes of the channel and `ds` more vec4.
-    let planes = 256u / p.spatial4;
-    let ds = 256u - planes * p.spatial4;
-    let q = (n * p.channels + c) * p.spatial4 + s;
-    return ChannelWalk(q, s, planes * p.channels * p.spatial4 + ds, ds);
-}
-
-fn walk_step(w: ptr<function, ChannelWalk>) {
-    (*w).q += (*w).dq;
-    (*w).s += (*w).ds;
-    if ((*w).s >= p.spatial4) {
-        // Into the channel's plane of the next image.
-        (*w).s -= p.spatial4;
-        (*w).q += (p.channels - 1u) * p.spatial4;
-    }
-}
-
 // Sums partial[] over the workgroup into partial[0].
 fn reduce_partial(lid: u32) {
     workgroupBarrier();
@@ -106,9 +70,9 @@ fn channel_sum4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let m4 = p.batch * p.spatial4;
     var acc = cascade4_new();
     if (c < p.channels) {
-        var w = channel_walk(c, lid.x);
+        var w = channel_walk(c, lid.x, p.channels, p.spatial4);
         for (var j = lid.x; j < m4; j += 256u) {
-            cascade4_add(&acc, t1[w.q]);
+            cascade4_add(&acc, t1[w.e]);
             walk_step(&w);
         }
     }
@@ -130,11 +94,11 @@ fn channel_moments4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var s2 = cascade4_new();
     var shift = 0.0;
     if (c < p.channels && lid.x < m4) {
-        let first = t1[channel_vec4(c, lid.x)];
+        var w = channel_walk(c, lid.x, p.channels, p.spatial4);
+        let first = t1[w.e];
         shift = 0.25 * ((first.x + first.y) + (first.z + first.w));
-        var w = channel_walk(c, lid.x);
         for (var j = lid.x; j < m4; j += 256u) {
-            let d = t1[w.q] - shift;
+            let d = t1[w.e] - shift;
             cascade4_add(&s1, d);
             cascade4_add(&s2, d * d);
             walk_step(&w);
@@ -193,11 +157,11 @@ fn bn_grad_sums4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (c < p.channels) {
         let mean = c1[c];
         istd = inverseSqrt(c2[c] + p.eps);
-        var w = channel_walk(c, lid.x);
+        var w = channel_walk(c, lid.x, p.channels, p.spatial4);
         for (var j = lid.x; j < m4; j += 256u) {
-            let dy = masked_dy(w.q);
+            let dy = masked_dy(w.e);
             cascade4_add(&sum, dy);
-            cascade4_add(&dot, dy * (t2[w.q] - mean));
+            cascade4_add(&dot, dy * (t2[w.e] - mean));
             walk_step(&w);
         }
     }

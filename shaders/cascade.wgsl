@@ -1,5 +1,6 @@
-// cascade: a running sum whose rounding error does not grow with the number of terms, and the
-// merge of the mean and variance of two sets (the one-pass batch statistics).
+// cascade: a running sum whose rounding error does not grow with the number of terms, the
+// merge of the mean and variance of two sets (the one-pass batch statistics), and a reducing
+// lane's walk over one channel.
 // Terms add into a block of 16, full blocks into a block of 256, those into one of 4096, and
 // those into the total: a term meets at most 16 + 16 + 16 + n / 4096 additions, where a plain
 // running sum of n terms meets n. Prepended to the shaders that reduce long runs (batchnorm,
@@ -108,5 +109,37 @@ fn reduce_moments(lid: u32) {
             moments[lid] = moments_merge(moments[lid], moments[lid + stride]);
         }
         workgroupBarrier();
+    }
+}
+
+// A lane's walk over the elements of channel c of x viewed as [N, C, S] (elements, or vec4 of
+// them), 256 apart in the channel's order (n, s): the index of each and its position in the
+// plane, stepped without a division (llvmpipe runs a vector division as a scalar loop over
+// the lanes). A step of 256 crosses `planes` whole planes of the channel and `ds` more.
+struct ChannelWalk {
+    e: u32,
+    s: u32,
+    de: u32,
+    ds: u32,
+    plane: u32,
+    // From the end of the channel's plane in one image to its start in the next.
+    skip: u32,
+}
+
+fn channel_walk(c: u32, j: u32, channels: u32, plane: u32) -> ChannelWalk {
+    let n = j / plane;
+    let s = j - n * plane;
+    let planes = 256u / plane;
+    let ds = 256u - planes * plane;
+    let e = (n * channels + c) * plane + s;
+    return ChannelWalk(e, s, planes * channels * plane + ds, ds, plane, (channels - 1u) * plane);
+}
+
+fn walk_step(w: ptr<function, ChannelWalk>) {
+    (*w).e += (*w).de;
+    (*w).s += (*w).ds;
+    if ((*w).s >= (*w).plane) {
+        (*w).s -= (*w).plane;
+        (*w).e += (*w).skip;
     }
 }
