@@ -451,7 +451,7 @@ fn bench(what: BenchCommand, gpu: &std::sync::Arc<Gpu>) -> byol_wgpu::Result<()>
                 if !json {
                     eprintln!(
                         "  {}: {:.1} / {:.1} / {:.1} GFLOP/s",
-                        r.layer, r.forward_gflops, r.grad_input_gflops, r.grad_weight_gflops
+                        r.layer, r.forward.gflops, r.grad_input.gflops, r.grad_weight.gflops
                     );
                 }
             })?;

@@ -166,23 +166,66 @@ fn check(kernels: ConvKernels, g: &ConvGeometry) {
     check_passes(|_| kernels, g);
 }
 
+/// A convolution's seeded operands, on the host and on the device.
+struct Operands {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    dy: Vec<f32>,
+    buffers: [wgpu::Buffer; 3],
+}
+
+impl Operands {
+    fn new(g: &ConvGeometry) -> Self {
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        let x = random(numel(&[g.batch, g.ci, g.h, g.w]), 1);
+        let w = random(numel(&[g.co, g.ci, g.kh, g.kw]), 2);
+        let dy = random(numel(&g.output_shape()), 3);
+        let buffers = [&x, &w, &dy].map(|v| buffer(v.len(), Some(v)));
+        Self { x, w, dy, buffers }
+    }
+
+    /// The pass's splits of K (weight gradients split as training does).
+    fn splits(pass: ConvPass, g: &ConvGeometry) -> usize {
+        match pass {
+            ConvPass::GradWeight => conv2d::weight_grad_splits(g),
+            _ => 1,
+        }
+    }
+
+    /// The pass's (a, b) operands as gemm_operands.wgsl reads them, and the output's length.
+    fn of(&self, pass: ConvPass, g: &ConvGeometry) -> (&wgpu::Buffer, &wgpu::Buffer, usize) {
+        let [x, w, dy] = &self.buffers;
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        let weights = numel(&[g.co, g.ci, g.kh, g.kw]);
+        match pass {
+            ConvPass::Forward => (w, x, numel(&g.output_shape())),
+            ConvPass::GradInput => (w, dy, numel(&[g.batch, g.ci, g.h, g.w])),
+            ConvPass::GradWeight => (dy, x, Self::splits(pass, g) * weights),
+        }
+    }
+
+    /// The pass on `kernels`.
+    fn run(&self, kernels: ConvKernels, pass: ConvPass, g: &ConvGeometry) -> Vec<f32> {
+        let gpu = gpu();
+        let (a, b, len) = self.of(pass, g);
+        let out = buffer(len, None);
+        let launches =
+            conv2d::dispatch_on(kernels, &gpu, pass, g, Self::splits(pass, g), (a, b, &out))
+                .unwrap_or_else(|e| panic!("{kernels:?} {pass:?} {g:?}: {e}"));
+        gpu.run(&launches).unwrap();
+        gpu.read_f32(&out, len).unwrap()
+    }
+}
+
+const PASSES: [ConvPass; 3] = [ConvPass::Forward, ConvPass::GradInput, ConvPass::GradWeight];
+
 /// `check` with the kernels of each pass given by `kernels`.
 fn check_passes(kernels: impl Fn(ConvPass) -> ConvKernels, g: &ConvGeometry) {
-    let gpu = gpu();
+    let operands = Operands::new(g);
+    let (x, w, dy) = (&operands.x, &operands.w, &operands.dy);
     let x_shape = [g.batch, g.ci, g.h, g.w];
     let w_shape = [g.co, g.ci, g.kh, g.kw];
     let y_shape = g.output_shape();
-    let numel = |s: &[usize]| s.iter().product::<usize>();
-    let (x, w, dy) = (
-        random(numel(&x_shape), 1),
-        random(numel(&w_shape), 2),
-        random(numel(&y_shape), 3),
-    );
-    let (xb, wb, dyb) = (
-        buffer(x.len(), Some(&x)),
-        buffer(w.len(), Some(&w)),
-        buffer(dy.len(), Some(&dy)),
-    );
     let host = |shape: &[usize], data: &[f32]| HostTensor::from_f32(shape, data);
     let splits = conv2d::weight_grad_splits(g);
     let taps = g.kh * g.kw;
@@ -192,23 +235,11 @@ fn check_passes(kernels: impl Fn(ConvPass) -> ConvKernels, g: &ConvGeometry) {
         ConvPass::GradWeight => (g.batch * g.ho() * g.wo()).div_ceil(splits),
     };
     let sampled = g.macs() > FULL_REFERENCE_MACS;
-    for pass in [ConvPass::Forward, ConvPass::GradInput, ConvPass::GradWeight] {
-        let (len, a, b) = match pass {
-            ConvPass::Forward => (numel(&y_shape), &wb, &xb),
-            ConvPass::GradInput => (numel(&x_shape), &wb, &dyb),
-            ConvPass::GradWeight => (splits * numel(&w_shape), &dyb, &xb),
-        };
-        let out = buffer(len, None);
-        let pass_splits = if pass == ConvPass::GradWeight {
-            splits
-        } else {
-            1
-        };
+    for pass in PASSES {
         let kernels = kernels(pass);
-        let launches = conv2d::dispatch_on(kernels, &gpu, pass, g, pass_splits, (a, b, &out))
-            .unwrap_or_else(|e| panic!("{kernels:?} {pass:?} {g:?}: {e}"));
-        gpu.run(&launches).unwrap();
-        let got = gpu.read_f32(&out, len).unwrap();
+        let got = operands.run(kernels, pass, g);
+        let len = got.len();
+        let pass_splits = Operands::splits(pass, g);
         // Sums of K products of values in [-1, 1]: the f32 rounding grows like sqrt(K).
         let k = k_of(pass) as f64;
         let what = format!("{kernels:?} {pass:?} {g:?}");
@@ -221,7 +252,7 @@ fn check_passes(kernels: impl Fn(ConvPass) -> ConvKernels, g: &ConvGeometry) {
                 .collect();
             let want: Vec<f64> = picks
                 .iter()
-                .map(|&i| reference_at(pass, g, (&x, &w, &dy), pass_splits, i))
+                .map(|&i| reference_at(pass, g, (x, w, dy), pass_splits, i))
                 .collect();
             let have: Vec<f32> = picks.iter().map(|&i| got[i]).collect();
             assert_close(
@@ -238,14 +269,14 @@ fn check_passes(kernels: impl Fn(ConvPass) -> ConvKernels, g: &ConvGeometry) {
                 stride: g.stride,
                 pad: g.pad,
             }
-            .reference(&[&host(&x_shape, &x), &host(&w_shape, &w)]),
+            .reference(&[&host(&x_shape, x), &host(&w_shape, w)]),
             ConvPass::GradInput => Conv2dGradInput { geometry: *g }
-                .reference(&[&host(&y_shape, &dy), &host(&w_shape, &w)]),
+                .reference(&[&host(&y_shape, dy), &host(&w_shape, w)]),
             ConvPass::GradWeight => Conv2dGradWeight {
                 geometry: *g,
                 splits,
             }
-            .reference(&[&host(&x_shape, &x), &host(&y_shape, &dy)]),
+            .reference(&[&host(&x_shape, x), &host(&y_shape, dy)]),
         };
         assert_close(&what, &got, &want.data, 1e-5 * k.sqrt(), 1e-5);
     }
@@ -399,4 +430,64 @@ fn a_seeded_sweep_of_geometries() {
         }
     }
     assert!(split >= 3, "the sweep splits K");
+}
+
+/// The tiled families are the candidates a hardware GPU times for every pass
+/// (`ConvKernels::candidates`, `Gpu::fastest`): they must compute the same bits, so that the
+/// choice, which timing noise can flip between runs, never changes what a run computes. At
+/// every geometry of `geometries` and every layer of the small-image presets (batch 8: the
+/// code path does not depend on it).
+#[test]
+fn the_tuning_candidates_agree_bit_for_bit() {
+    let mut layers = geometries();
+    for (preset, channels, side) in [("quick", 1, 28), ("small", 3, 32)] {
+        layers.extend(
+            preset_layers(preset, channels, side)
+                .into_iter()
+                .map(|g| ConvGeometry { batch: 8, ..g }),
+        );
+    }
+    for g in &layers {
+        let operands = Operands::new(g);
+        for pass in PASSES {
+            let tiled = operands.run(ConvKernels::Tiled, pass, g);
+            let large = operands.run(ConvKernels::TiledLarge, pass, g);
+            let differ = tiled
+                .iter()
+                .zip(&large)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differ,
+                0,
+                "{pass:?} {g:?}: {differ} of {} differ",
+                tiled.len()
+            );
+        }
+    }
+}
+
+/// With tuning on, `conv2d::fastest` times each pass's candidates once per geometry and keeps
+/// one of them; with it off, the first runs untimed.
+#[test]
+fn tuning_times_each_pass_once() {
+    let gpu = byol_wgpu::gpu::Gpu::from_env().unwrap();
+    let candidates = [ConvKernels::Tiled, ConvKernels::TiledLarge];
+    let g = geometry(2, 9, (10, 10), 12, 3, 2, 1);
+    let operands = Operands::new(&g);
+    for (i, pass) in PASSES.into_iter().enumerate() {
+        let (a, b, len) = operands.of(pass, &g);
+        let out = buffer(len, None);
+        let splits = Operands::splits(pass, &g);
+        let choose = || conv2d::fastest(&gpu, &candidates, pass, &g, splits, (a, b, &out)).unwrap();
+        gpu.set_kernel_tuning(false);
+        assert_eq!(choose(), ConvKernels::Tiled);
+        assert_eq!(gpu.tuned_problems(), i);
+        gpu.set_kernel_tuning(true);
+        let chosen = choose();
+        assert!(candidates.contains(&chosen));
+        assert_eq!(gpu.tuned_problems(), i + 1);
+        assert_eq!(choose(), chosen);
+        assert_eq!(gpu.tuned_problems(), i + 1, "{pass:?} timed again");
+    }
 }

@@ -6,7 +6,8 @@ mod common;
 use byol_wgpu::ops::{HostTensor, MatMul, MatmulKernel, Op};
 use common::{assert_close, gpu, random};
 
-fn check(kernel: MatmulKernel, (m, n, k): (usize, usize, usize), ta: bool, tb: bool) {
+/// Runs the product with `kernel`, checks it against the reference and returns it.
+fn check(kernel: MatmulKernel, (m, n, k): (usize, usize, usize), ta: bool, tb: bool) -> Vec<f32> {
     let gpu = gpu();
     let a_shape = if ta { [k, m] } else { [m, k] };
     let b_shape = if tb { [n, k] } else { [k, n] };
@@ -31,6 +32,7 @@ fn check(kernel: MatmulKernel, (m, n, k): (usize, usize, usize), ta: bool, tb: b
     let what = format!("{kernel:?} {m}x{n}x{k} ta={ta} tb={tb}");
     // Sums of k products of values in [-1, 1]: the f32 rounding grows like sqrt(k).
     assert_close(&what, &got, &want.data, 1e-5 * (k as f64).sqrt(), 1e-5);
+    got
 }
 
 #[test]
@@ -177,7 +179,14 @@ fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
     }
     for ((m, n, k), ta, tb) in shapes {
         let chosen = MatmulKernel::choose(&gpu, m, n, k, ta);
-        check(chosen, (m, n, k), ta, tb);
+        let mut tiled_outputs = Vec::new();
+        let mut run = |kernel, m| {
+            let got = check(kernel, (m, n, k), ta, tb);
+            if matches!(kernel, MatmulKernel::Tiled | MatmulKernel::TiledLarge) {
+                tiled_outputs.push((kernel, m, got));
+            }
+        };
+        run(chosen, m);
         for &other in kernels.iter().filter(|&&o| o != chosen) {
             // The tiled kernels are slow on software adapters: they take the large shapes at
             // a quarter of the rows (their code path does not depend on M).
@@ -188,8 +197,47 @@ fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
                 m
             };
             if other.supports(m, n, k, ta) {
-                check(other, (m, n, k), ta, tb);
+                run(other, m);
+            }
+        }
+        // The tiled families are the candidates hardware GPUs time (`MatmulKernel::fastest`):
+        // whichever wins, a step computes the same bits.
+        if let [(_, m0, first), (_, m1, second)] = &tiled_outputs[..] {
+            if m0 == m1 {
+                assert!(
+                    first == second,
+                    "tiled and tiled-large differ at {m0}x{n}x{k} ta={ta} tb={tb}"
+                );
             }
         }
     }
+}
+
+/// With tuning on, the device times the candidates of a product once and keeps the winner,
+/// one of them; with it off, the first candidate runs untimed.
+#[test]
+fn tuning_times_each_product_once() {
+    use byol_wgpu::gpu::Gpu;
+
+    let gpu = Gpu::from_env().unwrap();
+    let candidates = [MatmulKernel::Tiled, MatmulKernel::TiledLarge];
+    let (m, n, k) = (37, 130, 53);
+    let buffer = |len: usize| gpu.storage_buffer("operand", (len * 4) as u64).unwrap();
+    let (a, b, c) = (buffer(m * k), buffer(k * n), buffer(m * n));
+    let choose = |ta| MatmulKernel::fastest(&gpu, &candidates, (&a, &b, &c), (m, n, k), ta, false);
+    gpu.set_kernel_tuning(false);
+    assert_eq!(choose(false).unwrap(), MatmulKernel::Tiled);
+    assert_eq!(gpu.tuned_problems(), 0);
+    gpu.set_kernel_tuning(true);
+    let chosen = choose(false).unwrap();
+    assert!(candidates.contains(&chosen));
+    assert_eq!(gpu.tuned_problems(), 1);
+    assert_eq!(choose(false).unwrap(), chosen);
+    assert_eq!(gpu.tuned_problems(), 1, "timed again");
+    choose(true).unwrap();
+    assert_eq!(
+        gpu.tuned_problems(),
+        2,
+        "another transposition is another problem"
+    );
 }

@@ -29,21 +29,7 @@ const TARGET_SAMPLE_SECONDS: f64 = 0.25;
 /// Median seconds per run of `dispatches` (one launch, or the launches of one pass), after one
 /// warm-up run.
 pub fn time_dispatch(gpu: &Gpu, dispatches: &[Dispatch]) -> Result<f64> {
-    let once = {
-        gpu.run(dispatches)?;
-        let t = Instant::now();
-        gpu.run(dispatches)?;
-        t.elapsed().as_secs_f64()
-    };
-    let reps = ((TARGET_SAMPLE_SECONDS / once.max(1e-6)) as usize).clamp(1, 1000);
-    let batch: Vec<Dispatch> = (0..reps).flat_map(|_| dispatches.iter().cloned()).collect();
-    let mut samples = Vec::with_capacity(SAMPLES);
-    for _ in 0..SAMPLES {
-        let t = Instant::now();
-        gpu.run(&batch)?;
-        samples.push(t.elapsed().as_secs_f64() / reps as f64);
-    }
-    Ok(median(&mut samples))
+    gpu.seconds_per_run(dispatches, TARGET_SAMPLE_SECONDS, SAMPLES)
 }
 
 pub fn median(xs: &mut [f64]) -> f64 {
@@ -139,7 +125,8 @@ pub fn bench_matmul(
 }
 
 /// The whole `byol bench matmul` report: the peak, then every shape with every kernel variant
-/// that supports it, then the transposed forms backward uses at 1024 with the adapter's choice.
+/// that supports it, then the transposed forms backward uses at 1024 with the variants training
+/// may run them on (`MatmulKernel::candidates`).
 pub fn matmul_report(
     gpu: &Gpu,
     shapes: &[(usize, usize, usize)],
@@ -168,8 +155,9 @@ pub fn matmul_report(
     }
     let s = 1024;
     for (ta, tb) in [(true, false), (false, true)] {
-        let kernel = MatmulKernel::choose(gpu, s, s, s, ta);
-        record(bench_matmul(gpu, kernel, (s, s, s), ta, tb)?, &mut results);
+        for kernel in MatmulKernel::candidates(gpu, s, s, s, ta) {
+            record(bench_matmul(gpu, kernel, (s, s, s), ta, tb)?, &mut results);
+        }
     }
     Ok(MatmulReport {
         adapter: gpu.info.name.clone(),
@@ -204,15 +192,16 @@ impl MatmulReport {
 pub struct ConvResult {
     pub layer: String,
     pub geometry: String,
-    pub forward_gflops: f64,
-    pub grad_input_gflops: f64,
-    pub grad_weight_gflops: f64,
+    pub forward: PassResult,
+    pub grad_input: PassResult,
+    pub grad_weight: PassResult,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConvReport {
     pub adapter: String,
     pub backend: String,
+    /// The fastest of the variants training may run 1024^3 on.
     pub matmul_1024_gflops: f64,
     pub layers: Vec<ConvResult>,
     /// Absent when only some layers were measured.
@@ -248,8 +237,9 @@ pub fn resnet18_small_convs(batch: usize) -> Vec<(String, ConvGeometry)> {
     ]
 }
 
-/// GFLOP/s of the three passes of one convolution.
-pub fn bench_conv(gpu: &Gpu, g: &ConvGeometry) -> Result<[f64; 3]> {
+/// The three passes of one convolution (forward, input and weight gradients), on the kernels
+/// training runs them on.
+pub fn bench_conv(gpu: &Gpu, g: &ConvGeometry) -> Result<[PassResult; 3]> {
     let x = gpu.storage_buffer("bench x", (g.batch * g.ci * g.h * g.w * 4) as u64)?;
     let w = gpu.storage_buffer("bench w", (g.co * g.ci * g.kh * g.kw * 4) as u64)?;
     let y = gpu.storage_buffer(
@@ -268,15 +258,27 @@ pub fn bench_conv(gpu: &Gpu, g: &ConvGeometry) -> Result<[f64; 3]> {
         (splits * g.co * g.ci * g.kh * g.kw * 4) as u64,
     )?;
     let passes = [
-        conv2d::dispatch(gpu, ConvPass::Forward, g, 1, (&w, &x, &y))?,
-        conv2d::dispatch(gpu, ConvPass::GradInput, g, 1, (&w, &y, &x))?,
-        conv2d::dispatch(gpu, ConvPass::GradWeight, g, splits, (&y, &x, &partial))?,
+        (ConvPass::Forward, 1, (&w, &x, &y)),
+        (ConvPass::GradInput, 1, (&w, &y, &x)),
+        (ConvPass::GradWeight, splits, (&y, &x, &partial)),
     ];
-    let mut out = [0.0; 3];
-    for (o, d) in out.iter_mut().zip(&passes) {
-        *o = flops / time_dispatch(gpu, d)? / 1e9;
+    let mut out = Vec::with_capacity(3);
+    for (pass, splits, buffers) in passes {
+        let kernels = conv2d::kernels_for(gpu, pass, g, splits, buffers)?;
+        let d = conv2d::dispatch_on(kernels, gpu, pass, g, splits, buffers)?;
+        out.push(PassResult {
+            gflops: flops / time_dispatch(gpu, &d)? / 1e9,
+            kernels: format!("{kernels:?}"),
+        });
     }
-    Ok(out)
+    Ok(out.try_into().expect("three passes"))
+}
+
+/// One pass of a convolution: its speed, and the kernels that ran it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassResult {
+    pub gflops: f64,
+    pub kernels: String,
 }
 
 /// Images per second of a small-stem ResNet-18 at 32x32: inference, and a training pass
@@ -330,23 +332,26 @@ pub fn conv_report(
     layer_filter: Option<&str>,
     mut progress: impl FnMut(&ConvResult),
 ) -> Result<ConvReport> {
-    let kernel = MatmulKernel::choose(gpu, 1024, 1024, 1024, false);
-    let matmul_1024_gflops = bench_matmul(gpu, kernel, (1024, 1024, 1024), false, false)?.gflops;
+    let mut matmul_1024_gflops = 0.0f64;
+    for kernel in MatmulKernel::candidates(gpu, 1024, 1024, 1024, false) {
+        let r = bench_matmul(gpu, kernel, (1024, 1024, 1024), false, false)?;
+        matmul_1024_gflops = matmul_1024_gflops.max(r.gflops);
+    }
     let mut layers = Vec::new();
     let convs = resnet18_small_convs(batch)
         .into_iter()
         .filter(|(layer, _)| layer_filter.is_none_or(|f| layer.contains(f)));
     for (layer, g) in convs {
-        let [f, gi, gw] = bench_conv(gpu, &g)?;
+        let [forward, grad_input, grad_weight] = bench_conv(gpu, &g)?;
         let r = ConvResult {
             layer,
             geometry: format!(
                 "{}x{}x{}x{} -> {} ch, {}x{} stride {}",
                 g.batch, g.ci, g.h, g.w, g.co, g.kh, g.kw, g.stride
             ),
-            forward_gflops: f,
-            grad_input_gflops: gi,
-            grad_weight_gflops: gw,
+            forward,
+            grad_input,
+            grad_weight,
         };
         progress(&r);
         layers.push(r);
@@ -368,13 +373,20 @@ pub fn conv_report(
 impl ConvReport {
     pub fn table(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({})\nmatmul 1024^3: {:.1} GFLOP/s\n\n| layer | shape | forward GFLOP/s | grad input GFLOP/s | grad weight GFLOP/s |\n|---|---|---:|---:|---:|\n",
+            "adapter: {} ({})\nmatmul 1024^3: {:.1} GFLOP/s\n\n| layer | shape | forward GFLOP/s | grad input GFLOP/s | grad weight GFLOP/s | kernels |\n|---|---|---:|---:|---:|---|\n",
             self.adapter, self.backend, self.matmul_1024_gflops
         );
         for r in &self.layers {
+            let passes = [&r.forward, &r.grad_input, &r.grad_weight];
+            let kernels: Vec<&str> = passes.iter().map(|p| p.kernels.as_str()).collect();
             s.push_str(&format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} |\n",
-                r.layer, r.geometry, r.forward_gflops, r.grad_input_gflops, r.grad_weight_gflops
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
+                r.layer,
+                r.geometry,
+                r.forward.gflops,
+                r.grad_input.gflops,
+                r.grad_weight.gflops,
+                kernels.join(", ")
             ));
         }
         if let (Some(fwd), Some(train)) = (

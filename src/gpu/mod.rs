@@ -2,12 +2,13 @@
 
 mod adapter;
 mod kernels;
+mod tune;
 
 pub use adapter::{describe, enumerate, select, slowness, AdapterChoice};
 pub use kernels::{shader_source, KernelKey, ShaderSource, SHADERS};
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::{Error, Result};
@@ -30,6 +31,9 @@ pub struct Gpu {
     /// More devices on the same adapter, opened on first use, that compile pipelines beside
     /// this one (see `graph::warm_up`).
     siblings: OnceLock<Vec<Arc<Gpu>>>,
+    /// Whether kernel choices are timed (see `tune`), and the choices made.
+    tuning: AtomicBool,
+    choices: tune::Choices,
 }
 
 /// At most this many devices compile a plan's pipelines at once: the quick step's three
@@ -62,7 +66,11 @@ impl Gpu {
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
         }
         let features = adapter.features() & wanted;
-        Ok(Arc::new(Self::open(adapter, info, limits, features)?))
+        let tuning = tune::tuning_from_env().unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
+        let choices = tune::Choices::default();
+        Ok(Arc::new(Self::open(
+            adapter, info, limits, features, tuning, choices,
+        )?))
     }
 
     fn open(
@@ -70,6 +78,8 @@ impl Gpu {
         info: wgpu::AdapterInfo,
         limits: wgpu::Limits,
         features: wgpu::Features,
+        tuning: bool,
+        choices: tune::Choices,
     ) -> Result<Gpu> {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("byol"),
@@ -94,6 +104,8 @@ impl Gpu {
             allocated_bytes: AtomicU64::new(0),
             compiled: Default::default(),
             siblings: OnceLock::new(),
+            tuning: AtomicBool::new(tuning),
+            choices,
         })
     }
 
@@ -120,7 +132,10 @@ impl Gpu {
             (1..cores.min(COMPILING_DEVICES))
                 .map_while(|_| {
                     let (adapter, info) = (self.adapter.clone(), self.info.clone());
-                    Self::open(adapter, info, self.limits.clone(), self.features).ok()
+                    let limits = self.limits.clone();
+                    let tuning = self.tunes_kernels();
+                    let choices = self.choices.clone();
+                    Self::open(adapter, info, limits, self.features, tuning, choices).ok()
                 })
                 .map(Arc::new)
                 .collect()

@@ -234,6 +234,16 @@ impl ConvKernels {
         }
     }
 
+    /// The kernels that may run a pass on this adapter, `choose`'s first: on hardware GPUs
+    /// both tiled families, which compute bit-identical results, for `Gpu::fastest` to time.
+    pub fn candidates(gpu: &Gpu, pass: ConvPass, g: &ConvGeometry, splits: usize) -> Vec<Self> {
+        match Self::choose(gpu, pass, g, splits) {
+            ConvKernels::Subgroup => vec![ConvKernels::Subgroup],
+            ConvKernels::Tiled => vec![ConvKernels::Tiled, ConvKernels::TiledLarge],
+            ConvKernels::TiledLarge => vec![ConvKernels::TiledLarge, ConvKernels::Tiled],
+        }
+    }
+
     pub fn available(self, gpu: &Gpu) -> bool {
         match self {
             ConvKernels::Tiled | ConvKernels::TiledLarge => true,
@@ -252,8 +262,40 @@ pub fn dispatch(
     splits: usize,
     buffers: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Vec<Dispatch>> {
-    let kernels = ConvKernels::choose(gpu, pass, g, splits);
+    let kernels = kernels_for(gpu, pass, g, splits, buffers)?;
     dispatch_on(kernels, gpu, pass, g, splits, buffers)
+}
+
+/// The kernels `dispatch` runs the pass on: `choose`'s, or on devices that tune, the fastest
+/// of the candidates.
+pub fn kernels_for(
+    gpu: &Gpu,
+    pass: ConvPass,
+    g: &ConvGeometry,
+    splits: usize,
+    buffers: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+) -> Result<ConvKernels> {
+    let candidates = ConvKernels::candidates(gpu, pass, g, splits);
+    fastest(gpu, &candidates, pass, g, splits, buffers)
+}
+
+/// The fastest of `candidates` for the pass on this device (`Gpu::fastest`), timed on scratch
+/// buffers the sizes of `buffers`.
+pub fn fastest(
+    gpu: &Gpu,
+    candidates: &[ConvKernels],
+    pass: ConvPass,
+    g: &ConvGeometry,
+    splits: usize,
+    (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+) -> Result<ConvKernels> {
+    let problem = format!("conv2d {pass:?} {g:?} in {splits} splits");
+    gpu.fastest(
+        &problem,
+        candidates,
+        &[a.size(), b.size(), c.size()],
+        |kernels, s| dispatch_on(kernels, gpu, pass, g, splits, (&s[0], &s[1], &s[2])),
+    )
 }
 
 /// `dispatch` on the given kernels, which must be available on the adapter.

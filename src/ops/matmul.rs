@@ -74,6 +74,39 @@ impl MatmulKernel {
             .unwrap_or(Self::Tiled)
     }
 
+    /// The variants that may compute this product on this adapter, `choose`'s first: on
+    /// hardware GPUs both tiled families, which compute bit-identical results, for
+    /// `Gpu::fastest` to time.
+    pub fn candidates(gpu: &Gpu, m: usize, n: usize, k: usize, trans_a: bool) -> Vec<Self> {
+        match Self::choose(gpu, m, n, k, trans_a) {
+            Self::Tiled => vec![Self::Tiled, Self::TiledLarge],
+            Self::TiledLarge => vec![Self::TiledLarge, Self::Tiled],
+            chosen => vec![chosen],
+        }
+    }
+
+    /// The fastest of `candidates` for this product on this device (`Gpu::fastest`), timed on
+    /// scratch buffers the sizes of `buffers`.
+    pub fn fastest(
+        gpu: &Gpu,
+        candidates: &[Self],
+        (a, b, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        (m, n, k): (usize, usize, usize),
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Result<Self> {
+        let problem = format!("matmul {m}x{n}x{k} trans {trans_a} {trans_b}");
+        gpu.fastest(
+            &problem,
+            candidates,
+            &[a.size(), b.size(), c.size()],
+            |kernel, s| {
+                let d = kernel.dispatch(gpu, (&s[0], &s[1], &s[2]), (m, n, k), trans_a, trans_b);
+                Ok(vec![d?])
+            },
+        )
+    }
+
     /// The launch of C[m, n] = op(A) op(B) with this variant.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
@@ -229,13 +262,10 @@ impl Op for MatMul {
 
     fn encode(&self, gpu: &Gpu, x: &[TensorRef], y: &TensorRef) -> Result<Vec<Dispatch>> {
         let (m, n, k) = self.dims(x[0].shape, x[1].shape).expect("checked shapes");
-        let kernel = MatmulKernel::choose(gpu, m, n, k, self.trans_a);
-        Ok(vec![kernel.dispatch(
-            gpu,
-            (x[0].buffer, x[1].buffer, y.buffer),
-            (m, n, k),
-            self.trans_a,
-            self.trans_b,
-        )?])
+        let (ta, tb) = (self.trans_a, self.trans_b);
+        let buffers = (x[0].buffer, x[1].buffer, y.buffer);
+        let candidates = MatmulKernel::candidates(gpu, m, n, k, ta);
+        let kernel = MatmulKernel::fastest(gpu, &candidates, buffers, (m, n, k), ta, tb)?;
+        Ok(vec![kernel.dispatch(gpu, buffers, (m, n, k), ta, tb)?])
     }
 }
