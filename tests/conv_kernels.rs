@@ -6,6 +6,7 @@ mod common;
 use byol_wgpu::graph::Graph;
 use byol_wgpu::nn::{Layers, Mode};
 use byol_wgpu::ops::conv2d::{self, ConvKernels, ConvPass};
+use byol_wgpu::ops::gemm_subgroup::Tile;
 use byol_wgpu::ops::{Conv2d, Conv2dGradInput, Conv2dGradWeight, ConvGeometry, HostTensor, Op};
 use byol_wgpu::train::TrainConfig;
 use common::{assert_close, gpu, random};
@@ -334,12 +335,16 @@ fn every_kernel_family_matches_the_reference_in_every_pass() {
     }
 }
 
+/// Every family the adapter runs, the in-order subgroup GEMM on its own tile and on one of 4
+/// rows (narrower than lavapipe's 8-lane subgroups, as its 16 rows are on 32- and 64-lane GPUs).
 fn families() -> Vec<ConvKernels> {
     let gpu = gpu();
     [
         ConvKernels::Tiled,
         ConvKernels::TiledLarge,
         ConvKernels::Subgroup,
+        ConvKernels::SubgroupInOrder(Tile::in_order()),
+        ConvKernels::SubgroupInOrder(Tile { rows: 4, col4: 1 }),
     ]
     .into_iter()
     .filter(|k| k.available(&gpu))
@@ -432,11 +437,11 @@ fn a_seeded_sweep_of_geometries() {
     assert!(split >= 3, "the sweep splits K");
 }
 
-/// The tiled families are the candidates a hardware GPU times for every pass
-/// (`ConvKernels::candidates`, `Gpu::fastest`): they must compute the same bits, so that the
-/// choice, which timing noise can flip between runs, never changes what a run computes. At
-/// every geometry of `geometries` and every layer of the small-image presets (batch 8: the
-/// code path does not depend on it).
+/// The tiled families and the in-order subgroup GEMM are the candidates a hardware GPU times
+/// for every pass (`ConvKernels::candidates`, `Gpu::fastest`): they must compute the same bits,
+/// so that the choice, which timing noise can flip between runs, never changes what a run
+/// computes. At every geometry of `geometries` and every layer of the small-image presets
+/// (batch 8: the code path does not depend on it).
 #[test]
 fn the_tuning_candidates_agree_bit_for_bit() {
     let mut layers = geometries();
@@ -447,22 +452,25 @@ fn the_tuning_candidates_agree_bit_for_bit() {
                 .map(|g| ConvGeometry { batch: 8, ..g }),
         );
     }
+    let candidates: Vec<ConvKernels> = families()
+        .into_iter()
+        .filter(|k| *k != ConvKernels::Subgroup)
+        .collect();
+    assert!(candidates.len() >= 2);
     for g in &layers {
         let operands = Operands::new(g);
         for pass in PASSES {
             let tiled = operands.run(ConvKernels::Tiled, pass, g);
-            let large = operands.run(ConvKernels::TiledLarge, pass, g);
-            let differ = tiled
-                .iter()
-                .zip(&large)
-                .filter(|(a, b)| a.to_bits() != b.to_bits())
-                .count();
-            assert_eq!(
-                differ,
-                0,
-                "{pass:?} {g:?}: {differ} of {} differ",
-                tiled.len()
-            );
+            for other in candidates.iter().skip(1) {
+                let got = operands.run(*other, pass, g);
+                let differ = tiled
+                    .iter()
+                    .zip(&got)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                let what = format!("{other:?} against Tiled, {pass:?} {g:?}");
+                assert_eq!(differ, 0, "{what}: {differ} of {} differ", tiled.len());
+            }
         }
     }
 }

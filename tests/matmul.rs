@@ -108,6 +108,28 @@ fn subgroup_kernel_matches_the_reference() {
     }
 }
 
+/// Shapes across the 16-row tile's edges and its 8 x subgroup-size columns, one step of K and many.
+#[test]
+fn in_order_subgroup_kernel_matches_the_reference() {
+    let kernel = MatmulKernel::SubgroupInOrder;
+    if !kernel.available(&gpu()) {
+        eprintln!("skipped: this adapter has no fixed-size subgroups");
+        return;
+    }
+    for shape in [
+        (4, 4, 4),
+        (17, 68, 20),
+        (33, 260, 36),
+        (130, 128, 64),
+        (16, 132, 8),
+    ] {
+        for tb in [false, true] {
+            check(kernel, shape, false, tb);
+        }
+    }
+    assert!(!kernel.supports(16, 16, 16, true), "a transposed A");
+}
+
 #[test]
 fn vec4_kernel_refuses_unaligned_shapes() {
     assert!(!MatmulKernel::Vec4.supports(8, 8, 6, false));
@@ -132,6 +154,7 @@ fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
         MatmulKernel::TiledLarge,
         MatmulKernel::Vec4,
         MatmulKernel::Subgroup,
+        MatmulKernel::SubgroupInOrder,
     ]
     .into_iter()
     .filter(|k| k.available(&gpu))
@@ -182,7 +205,8 @@ fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
         let mut tiled_outputs = Vec::new();
         let mut run = |kernel, m| {
             let got = check(kernel, (m, n, k), ta, tb);
-            if matches!(kernel, MatmulKernel::Tiled | MatmulKernel::TiledLarge) {
+            use MatmulKernel::{SubgroupInOrder, Tiled, TiledLarge};
+            if matches!(kernel, Tiled | TiledLarge | SubgroupInOrder) {
                 tiled_outputs.push((kernel, m, got));
             }
         };
@@ -200,13 +224,13 @@ fn every_matmul_of_the_presets_steps_and_a_seeded_sweep() {
                 run(other, m);
             }
         }
-        // The tiled families are the candidates hardware GPUs time (`MatmulKernel::fastest`):
-        // whichever wins, a step computes the same bits.
-        if let [(_, m0, first), (_, m1, second)] = &tiled_outputs[..] {
-            if m0 == m1 {
+        // The candidates hardware GPUs time (`MatmulKernel::candidates`, `fastest`) compute
+        // the same bits, whichever wins: compared where they ran the same rows.
+        for (kernel, m1, got) in &tiled_outputs {
+            for (other, _, want) in tiled_outputs.iter().filter(|(_, m2, _)| m1 == m2) {
                 assert!(
-                    first == second,
-                    "tiled and tiled-large differ at {m0}x{n}x{k} ta={ta} tb={tb}"
+                    got == want,
+                    "{kernel:?} and {other:?} differ at {m1}x{n}x{k} ta={ta} tb={tb}"
                 );
             }
         }

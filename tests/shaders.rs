@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use byol_wgpu::gpu::SHADERS;
 use byol_wgpu::ops::conv2d::ConvPass;
-use byol_wgpu::ops::gemm_subgroup::{self, GemmKind, Tile};
+use byol_wgpu::ops::gemm_subgroup::{self, Accumulation, GemmKind, Tile};
 use byol_wgpu::ops::{conv_direct, conv_rows};
 
 fn validate(name: &str, source: &str) {
@@ -60,8 +60,22 @@ fn generated_matmul_kernels_validate() {
             };
             let tile = Tile::large(sg);
             validate(
-                &kind.cache_name(sg, tile),
-                &gemm_subgroup::source(sg, kind, tile),
+                &kind.cache_name(sg, tile, Accumulation::Fours),
+                &gemm_subgroup::source(sg, kind, tile, Accumulation::Fours),
+            );
+        }
+    }
+    // The in-order variant hardware GPUs time, on their subgroup sizes too (A not transposed).
+    for sg in [4, 8, 16, 32, 64] {
+        for tb in [false, true] {
+            let kind = GemmKind::Matmul {
+                trans_a: false,
+                trans_b: tb,
+            };
+            let (tile, sum) = (Tile::in_order(), Accumulation::InOrder);
+            validate(
+                &kind.cache_name(sg, tile, sum),
+                &gemm_subgroup::source(sg, kind, tile, sum),
             );
         }
     }
@@ -80,10 +94,19 @@ fn generated_convolution_kernels_validate() {
             let tile = Tile::covering(sg, m, n);
             for kind in kinds {
                 validate(
-                    &kind.cache_name(sg, tile),
-                    &gemm_subgroup::source(sg, kind, tile),
+                    &kind.cache_name(sg, tile, Accumulation::Fours),
+                    &gemm_subgroup::source(sg, kind, tile, Accumulation::Fours),
                 );
             }
+        }
+    }
+    for sg in [4, 8, 16, 32, 64] {
+        for kind in kinds {
+            let (tile, sum) = (Tile::in_order(), Accumulation::InOrder);
+            validate(
+                &kind.cache_name(sg, tile, sum),
+                &gemm_subgroup::source(sg, kind, tile, sum),
+            );
         }
     }
 }

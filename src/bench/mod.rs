@@ -144,6 +144,7 @@ pub fn matmul_report(
             MatmulKernel::Vec4,
             MatmulKernel::Tiled,
             MatmulKernel::TiledLarge,
+            MatmulKernel::SubgroupInOrder,
         ] {
             if kernel.available(gpu) && kernel.supports(m, n, k, false) {
                 record(

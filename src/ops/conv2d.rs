@@ -6,7 +6,7 @@
 //! (conv_direct.rs) and row kernels for the other 3x3 stride-1 passes over widths that are
 //! multiples of 4 (conv_rows.rs).
 
-use super::gemm_subgroup::{self, GemmKind, Tile};
+use super::gemm_subgroup::{self, Accumulation, GemmKind, Tile};
 use super::matmul;
 use super::{conv_direct, conv_rows};
 use super::{HostTensor, MatmulKernel, Op, Params, TensorRef, Work};
@@ -210,6 +210,10 @@ pub enum ConvKernels {
     /// more taps than output channels included) over widths that are multiples of 4: software
     /// adapters with subgroups of a fixed size.
     Subgroup,
+    /// The generated subgroup GEMM alone, on this tile, adding its products in K order as the
+    /// tiled GEMMs do (`Accumulation::InOrder`): a candidate hardware GPUs with subgroups of a
+    /// fixed size time against the tiled kernels.
+    SubgroupInOrder(Tile),
 }
 
 impl ConvKernels {
@@ -237,17 +241,25 @@ impl ConvKernels {
     /// The kernels that may run a pass on this adapter, `choose`'s first: on hardware GPUs
     /// both tiled families, which compute bit-identical results, for `Gpu::fastest` to time.
     pub fn candidates(gpu: &Gpu, pass: ConvPass, g: &ConvGeometry, splits: usize) -> Vec<Self> {
-        match Self::choose(gpu, pass, g, splits) {
-            ConvKernels::Subgroup => vec![ConvKernels::Subgroup],
+        let mut candidates = match Self::choose(gpu, pass, g, splits) {
             ConvKernels::Tiled => vec![ConvKernels::Tiled, ConvKernels::TiledLarge],
             ConvKernels::TiledLarge => vec![ConvKernels::TiledLarge, ConvKernels::Tiled],
+            chosen => return vec![chosen],
+        };
+        let subgroup = ConvKernels::SubgroupInOrder(Tile::in_order());
+        if subgroup.available(gpu) {
+            candidates.push(subgroup);
         }
+        candidates
     }
 
     pub fn available(self, gpu: &Gpu) -> bool {
         match self {
             ConvKernels::Tiled | ConvKernels::TiledLarge => true,
             ConvKernels::Subgroup => MatmulKernel::Subgroup.available(gpu),
+            ConvKernels::SubgroupInOrder(_) => gpu
+                .fixed_subgroup_size()
+                .is_some_and(gemm_subgroup::in_order_supports_subgroup_size),
         }
     }
 }
@@ -329,7 +341,7 @@ pub fn dispatch_on(
     let tiled = match kernels {
         ConvKernels::Tiled => Some(("gemm_tiled", 64)),
         ConvKernels::TiledLarge => Some(("gemm_tiled_large", 128)),
-        ConvKernels::Subgroup => None,
+        ConvKernels::Subgroup | ConvKernels::SubgroupInOrder(_) => None,
     };
     if let Some((shader, tile)) = tiled {
         let key = KernelKey::new(shader, "main").with("MODE", f64::from(pass.mode()));
@@ -353,10 +365,17 @@ pub fn dispatch_on(
         )?]);
     }
     let sg = gpu.fixed_subgroup_size().expect("checked above");
+    let in_order = match kernels {
+        ConvKernels::SubgroupInOrder(tile) => Some(tile),
+        _ => None,
+    };
     let launch = |kind: GemmKind, (m, n): (usize, usize), params: Params| {
-        let tile = Tile::covering(sg, m, n);
+        let (tile, sum) = match in_order {
+            Some(tile) => (tile, Accumulation::InOrder),
+            None => (Tile::covering(sg, m, n), Accumulation::Fours),
+        };
         gpu.dispatch(
-            &gemm_subgroup::key(sg, kind, tile),
+            &gemm_subgroup::key(sg, kind, tile, sum),
             &params.padded(24),
             &bindings,
             groups(m, n, tile.rows, tile.columns_per_workgroup(sg)),
@@ -371,7 +390,7 @@ pub fn dispatch_on(
             params,
         )?]);
     }
-    if conv_direct::applies(pass, g, sg) {
+    if in_order.is_none() && conv_direct::applies(pass, g, sg) {
         return Ok(vec![gpu.dispatch(
             &conv_direct::key(pass, g, sg),
             &geometry_params(g, (m, n, k), 0).padded(24),
@@ -379,7 +398,7 @@ pub fn dispatch_on(
             conv_direct::workgroups(pass, g, sg),
         )?]);
     }
-    if conv_rows::applies(g) {
+    if in_order.is_none() && conv_rows::applies(g) {
         return Ok(vec![gpu.dispatch(
             &conv_rows::key(pass, g, sg),
             &geometry_params(g, (m, n, k), chunk)

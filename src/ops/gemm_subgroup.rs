@@ -20,6 +20,12 @@
 //! f32 arrays and take any shape. Dispatch: (ceil(N / tile columns), ceil(M / tile rows), splits
 //! of K (convolutions only)). Rows and columns past the edge load clamped or zero values and are
 //! never stored.
+//!
+//! The same generator makes the variant hardware GPUs time against the tiled kernels
+//! (`Accumulation::InOrder`, `Tile::in_order`): one fused multiply-add per K in order, so it
+//! computes their bits, and a tile small enough for a GPU's registers. Where a subgroup is wider
+//! than the tile's rows (32 or 64 lanes, 16 rows), the lanes past them load rows they never
+//! broadcast.
 
 use std::fmt::Write;
 
@@ -63,10 +69,28 @@ impl Tile {
         }
     }
 
+    /// The tile of `Accumulation::InOrder` on any subgroup size: 16 rows by 8 columns per
+    /// lane, 128 accumulators (a hardware GPU's registers hold them; 32 x 4 would make them
+    /// load twice as many B elements per broadcast, 8 x 16 broadcast twice as often).
+    pub fn in_order() -> Tile {
+        Tile { rows: 16, col4: 2 }
+    }
+
     /// Columns of C per workgroup (one subgroup; its rows are `rows`).
     pub fn columns_per_workgroup(&self, subgroup_size: usize) -> usize {
         subgroup_size * self.col4 * 4
     }
+}
+
+/// How a lane adds its products into C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accumulation {
+    /// The products of four consecutive K summed, then added (a mat4x4 times a vec4): the
+    /// fastest on llvmpipe.
+    Fours,
+    /// One fused multiply-add per K in order, as the tiled kernels accumulate: the variant a
+    /// hardware GPU times against them (`Gpu::fastest`), which must compute their bits.
+    InOrder,
 }
 
 /// What the GEMM multiplies.
@@ -87,7 +111,7 @@ pub enum GemmKind {
 
 impl GemmKind {
     /// A name that identifies the generated source.
-    pub fn cache_name(&self, subgroup_size: usize, tile: Tile) -> String {
+    pub fn cache_name(&self, subgroup_size: usize, tile: Tile, sum: Accumulation) -> String {
         let kind = match self {
             GemmKind::Matmul { trans_a, trans_b } => format!(
                 "gemm_subgroup_{subgroup_size}_matmul_{}{}",
@@ -99,14 +123,23 @@ impl GemmKind {
                 format!("gemm_subgroup_{subgroup_size}_GradWeightByTaps")
             }
         };
-        format!("{kind}_{}x{}", tile.rows, tile.col4)
+        let order = match sum {
+            Accumulation::Fours => "",
+            Accumulation::InOrder => "_in_order",
+        };
+        format!("{kind}_{}x{}{order}", tile.rows, tile.col4)
     }
 }
 
 /// The pipeline key of the generated kernel.
-pub fn key(subgroup_size: usize, kind: GemmKind, tile: Tile) -> crate::gpu::KernelKey {
-    crate::gpu::KernelKey::generated(kind.cache_name(subgroup_size, tile), || {
-        source(subgroup_size, kind, tile)
+pub fn key(
+    subgroup_size: usize,
+    kind: GemmKind,
+    tile: Tile,
+    sum: Accumulation,
+) -> crate::gpu::KernelKey {
+    crate::gpu::KernelKey::generated(kind.cache_name(subgroup_size, tile, sum), || {
+        source(subgroup_size, kind, tile, sum)
     })
 }
 
@@ -114,6 +147,11 @@ pub fn key(subgroup_size: usize, kind: GemmKind, tile: Tile) -> crate::gpu::Kern
 /// transposed.
 pub fn supports_subgroup_size(sg: usize) -> bool {
     matches!(sg, 4 | 8 | 16)
+}
+
+/// The subgroup sizes `Accumulation::InOrder` runs on.
+pub fn in_order_supports_subgroup_size(sg: usize) -> bool {
+    matches!(sg, 4 | 8 | 16 | 32 | 64)
 }
 
 const BINDINGS_VEC4: &str = "struct Params { m: u32, n: u32, k: u32, _pad: u32, }
@@ -233,28 +271,50 @@ fn weight_grad_by_taps_snippets() -> ConvSnippets {
     }
 }
 
-/// The kernel's WGSL for one subgroup size, GEMM and tile (matmuls take the large tile).
-pub fn source(subgroup_size: usize, kind: GemmKind, tile: Tile) -> String {
+/// The kernel's WGSL for one subgroup size, GEMM, tile and accumulation (matmuls take the
+/// large tile, or `Tile::in_order` without a transposed A).
+pub fn source(subgroup_size: usize, kind: GemmKind, tile: Tile, sum: Accumulation) -> String {
     let sg = subgroup_size;
-    assert!(supports_subgroup_size(sg), "unsupported subgroup size {sg}");
-    assert!(
-        tile.rows.is_multiple_of(sg)
-            && tile.rows <= Tile::large(sg).rows
-            && (1..=4).contains(&tile.col4),
-        "unsupported tile {tile:?} for subgroup size {sg}"
-    );
-    assert!(
-        tile == Tile::large(sg)
-            || matches!(kind, GemmKind::Conv(_) | GemmKind::ConvWeightGradByTaps),
-        "matmuls take the large tile"
-    );
+    match sum {
+        Accumulation::Fours => {
+            assert!(supports_subgroup_size(sg), "unsupported subgroup size {sg}");
+            assert!(
+                tile.rows.is_multiple_of(sg)
+                    && tile.rows <= Tile::large(sg).rows
+                    && (1..=4).contains(&tile.col4),
+                "unsupported tile {tile:?} for subgroup size {sg}"
+            );
+            assert!(
+                tile == Tile::large(sg)
+                    || matches!(kind, GemmKind::Conv(_) | GemmKind::ConvWeightGradByTaps),
+                "matmuls take the large tile"
+            );
+        }
+        Accumulation::InOrder => {
+            assert!(
+                in_order_supports_subgroup_size(sg),
+                "unsupported subgroup size {sg}"
+            );
+            assert!(
+                (tile.rows.is_multiple_of(sg) || sg.is_multiple_of(tile.rows))
+                    && (1..=4).contains(&tile.col4),
+                "unsupported tile {tile:?} for subgroup size {sg}"
+            );
+            assert!(
+                !matches!(kind, GemmKind::Matmul { trans_a: true, .. }) || tile.rows >= 4 * sg,
+                "a transposed A loads 4 rows a lane"
+            );
+        }
+    }
     let Tile { rows, col4 } = tile;
-    let q = rows / sg; // rows of A each lane loads
+    // Rows of A each lane loads: lanes past the tile's rows (wide subgroups) load rows they
+    // never broadcast.
+    let q = (rows / sg).max(1);
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(
         w,
-        "// Generated by src/ops/gemm_subgroup.rs: subgroup size {sg}, {kind:?}."
+        "// Generated by src/ops/gemm_subgroup.rs: subgroup size {sg}, {kind:?}, {sum:?}."
     );
     match kind {
         GemmKind::Matmul { .. } => w.push_str(BINDINGS_VEC4),
@@ -305,7 +365,19 @@ pub fn source(subgroup_size: usize, kind: GemmKind, tile: Tile) -> String {
             i / q
         );
         for j in 0..col4 {
-            let _ = writeln!(w, "    acc{i}_{j} += bm{j} * a{i};");
+            match sum {
+                Accumulation::Fours => {
+                    let _ = writeln!(w, "    acc{i}_{j} += bm{j} * a{i};");
+                }
+                Accumulation::InOrder => {
+                    for kk in 0..4 {
+                        let _ = writeln!(
+                            w,
+                            "    acc{i}_{j} = fma(vec4<f32>(a{i}[{kk}]), bm{j}[{kk}], acc{i}_{j});"
+                        );
+                    }
+                }
+            }
         }
     }
     w.push_str("  }\n");

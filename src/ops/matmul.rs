@@ -1,6 +1,6 @@
 //! C = op(A) op(B) for 2-D matrices, op the identity or the transpose: every form backward needs.
 
-use super::gemm_subgroup::{self, GemmKind, Tile};
+use super::gemm_subgroup::{self, Accumulation, GemmKind, Tile};
 use super::{numel, HostTensor, Op, Params, TensorRef, Work};
 use crate::gpu::{Dispatch, Gpu, KernelKey};
 use crate::graph::{Graph, TensorId};
@@ -27,6 +27,10 @@ pub enum MatmulKernel {
     /// 64-row tiles per subgroup sharing A through broadcasts, same alignment as `Vec4`: the
     /// choice for software adapters with subgroups of a fixed size.
     Subgroup,
+    /// The subgroup kernel on `Tile::in_order`, adding its products in K order as the tiled
+    /// kernels do (`Accumulation::InOrder`); needs K and N divisible by 4 and A not transposed:
+    /// a candidate hardware GPUs with subgroups of a fixed size time against the tiled kernels.
+    SubgroupInOrder,
 }
 
 impl MatmulKernel {
@@ -36,6 +40,7 @@ impl MatmulKernel {
             MatmulKernel::TiledLarge => "tiled-large",
             MatmulKernel::Vec4 => "vec4",
             MatmulKernel::Subgroup => "subgroup",
+            MatmulKernel::SubgroupInOrder => "subgroup-in-order",
         }
     }
 
@@ -46,6 +51,9 @@ impl MatmulKernel {
             MatmulKernel::Subgroup => gpu
                 .fixed_subgroup_size()
                 .is_some_and(gemm_subgroup::supports_subgroup_size),
+            MatmulKernel::SubgroupInOrder => gpu
+                .fixed_subgroup_size()
+                .is_some_and(gemm_subgroup::in_order_supports_subgroup_size),
         }
     }
 
@@ -56,6 +64,7 @@ impl MatmulKernel {
             MatmulKernel::Vec4 | MatmulKernel::Subgroup => {
                 k.is_multiple_of(4) && n.is_multiple_of(4) && (!trans_a || m.is_multiple_of(4))
             }
+            MatmulKernel::SubgroupInOrder => k.is_multiple_of(4) && n.is_multiple_of(4) && !trans_a,
         }
     }
 
@@ -75,14 +84,19 @@ impl MatmulKernel {
     }
 
     /// The variants that may compute this product on this adapter, `choose`'s first: on
-    /// hardware GPUs both tiled families, which compute bit-identical results, for
-    /// `Gpu::fastest` to time.
+    /// hardware GPUs both tiled families and, where it runs, `SubgroupInOrder`, which compute
+    /// bit-identical results, for `Gpu::fastest` to time.
     pub fn candidates(gpu: &Gpu, m: usize, n: usize, k: usize, trans_a: bool) -> Vec<Self> {
-        match Self::choose(gpu, m, n, k, trans_a) {
+        let mut candidates = match Self::choose(gpu, m, n, k, trans_a) {
             Self::Tiled => vec![Self::Tiled, Self::TiledLarge],
             Self::TiledLarge => vec![Self::TiledLarge, Self::Tiled],
-            chosen => vec![chosen],
+            chosen => return vec![chosen],
+        };
+        let subgroup = Self::SubgroupInOrder;
+        if subgroup.available(gpu) && subgroup.supports(m, n, k, trans_a) {
+            candidates.push(subgroup);
         }
+        candidates
     }
 
     /// The fastest of `candidates` for this product on this device (`Gpu::fastest`), timed on
@@ -130,13 +144,17 @@ impl MatmulKernel {
             MatmulKernel::Tiled => (file_kernel("gemm_tiled"), 64, 64),
             MatmulKernel::TiledLarge => (file_kernel("gemm_tiled_large"), 128, 128),
             MatmulKernel::Vec4 => (file_kernel("matmul_vec4"), 128, 64),
-            MatmulKernel::Subgroup => {
+            MatmulKernel::Subgroup | MatmulKernel::SubgroupInOrder => {
                 let sg = gpu
                     .fixed_subgroup_size()
                     .expect("the subgroup kernel needs subgroups of a fixed size");
-                let tile = Tile::large(sg);
+                let (tile, sum) = match self {
+                    MatmulKernel::Subgroup => (Tile::large(sg), Accumulation::Fours),
+                    _ => (Tile::in_order(), Accumulation::InOrder),
+                };
+                let kind = GemmKind::Matmul { trans_a, trans_b };
                 (
-                    gemm_subgroup::key(sg, GemmKind::Matmul { trans_a, trans_b }, tile),
+                    gemm_subgroup::key(sg, kind, tile, sum),
                     tile.columns_per_workgroup(sg),
                     tile.rows,
                 )
@@ -144,7 +162,7 @@ impl MatmulKernel {
         };
         let words = match self {
             MatmulKernel::Tiled | MatmulKernel::TiledLarge => TILED_PARAMS_WORDS,
-            MatmulKernel::Vec4 | MatmulKernel::Subgroup => 4,
+            MatmulKernel::Vec4 | MatmulKernel::Subgroup | MatmulKernel::SubgroupInOrder => 4,
         };
         let params = Params::default().u(m).u(n).u(k).padded(words);
         let groups = [
