@@ -416,6 +416,11 @@ pub struct StepReport {
     pub seconds_to_first_step: f64,
     /// Kernel launches per step (augmentations included).
     pub dispatches_per_step: usize,
+    /// Whether the device timed the GEMM candidates (`Gpu::fastest`), how many problems it
+    /// timed and the seconds that took (within `seconds_to_first_step`).
+    pub tuning: bool,
+    pub tuned_problems: usize,
+    pub tuning_seconds: f64,
     /// The step's roofline: the work of its ops (augmentations not counted) against the
     /// adapter's FMA and copy peaks measured in the same run.
     pub roofline: Roofline,
@@ -607,6 +612,9 @@ pub fn step_report(
         seconds_per_step: seconds,
         seconds_to_first_step,
         dispatches_per_step: augmenter.dispatches().len() + exe.dispatch_count(),
+        tuning: gpu.tunes_kernels(),
+        tuned_problems: gpu.tuned_problems(),
+        tuning_seconds: gpu.tuning_seconds(),
         roofline,
         bytes_allocated_after_first_step: allocated,
         profile,
@@ -614,10 +622,21 @@ pub fn step_report(
 }
 
 impl StepReport {
+    /// ", N GEMMs tuned in S s" where the device timed kernel candidates.
+    fn tuning_summary(&self) -> String {
+        if !self.tuning {
+            return String::new();
+        }
+        format!(
+            ", {} GEMMs tuned in {:.1} s",
+            self.tuned_problems, self.tuning_seconds
+        )
+    }
+
     pub fn table(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\n{} kernel launches per step\nfirst step done {:.1} s after building the graph (pipelines compiled)\nbytes allocated after the first step: {}\n",
-            self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.dispatches_per_step, self.seconds_to_first_step, self.bytes_allocated_after_first_step
+            "adapter: {} ({})\nBYOL step ({}), batch {}: {:.2} images/s ({:.3} s per step, median)\n{} kernel launches per step\nfirst step done {:.1} s after building the graph (pipelines compiled{})\nbytes allocated after the first step: {}\n",
+            self.adapter, self.backend, self.setup, self.batch, self.images_per_s, self.seconds_per_step, self.dispatches_per_step, self.seconds_to_first_step, self.tuning_summary(), self.bytes_allocated_after_first_step
         );
         let r = &self.roofline;
         s.push_str(&format!(

@@ -233,7 +233,7 @@ pub fn run(args: &TrainArgs, gpu: &Arc<Gpu>, group: &Arc<Group>) -> Result<()> {
         }
     };
     if root {
-        report_start(&trainer, compiling.elapsed().as_secs_f64());
+        report_start(&trainer, gpu, compiling.elapsed().as_secs_f64());
     }
     if args.gui {
         return run_in_window(trainer, args);
@@ -389,11 +389,20 @@ fn announce(gpu: &Gpu, group: &Group) -> std::time::Instant {
     std::time::Instant::now()
 }
 
-fn report_start(trainer: &Trainer, ready_s: f64) {
+fn report_start(trainer: &Trainer, gpu: &Gpu, ready_s: f64) {
     let c = &trainer.config;
     let i = &trainer.info;
+    let tuned = if gpu.tunes_kernels() {
+        format!(
+            "; {} GEMMs tuned in {:.1} s",
+            gpu.tuned_problems(),
+            gpu.tuning_seconds()
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "ready in {ready_s:.1} s ({} ops run once to compile their kernels)\ndata: {} images of {:?}; preset {}: {} width {} stem {:?}, heads {}/{}, batch {} ({} micro-batches), {} epochs = {} steps, {} kernels per micro-batch\nrun: {}",
+        "ready in {ready_s:.1} s ({} ops run once to compile their kernels{tuned})\ndata: {} images of {:?}; preset {}: {} width {} stem {:?}, heads {}/{}, batch {} ({} micro-batches), {} epochs = {} steps, {} kernels per micro-batch\nrun: {}",
         i.ops_compiled_ahead,
         i.dataset_len,
         i.image_shape,

@@ -25,8 +25,15 @@ const SAMPLES: usize = 3;
 /// Problems whose scratch operands would take more bytes keep the first candidate.
 const MAX_TUNING_BYTES: u64 = 1 << 30;
 
-/// The winners so far, by problem, shared by a device and its siblings.
-pub(super) type Choices = Arc<Mutex<HashMap<String, usize>>>;
+/// The winners so far, by problem, and the seconds spent timing them; shared by a device and
+/// its siblings.
+#[derive(Default)]
+pub(super) struct Record {
+    chosen: HashMap<String, usize>,
+    seconds: f64,
+}
+
+pub(super) type Choices = Arc<Mutex<Record>>;
 
 /// Whether `BYOL_TUNE` asks for tuning on (`Some(true)`) or off, if it is set.
 pub(super) fn tuning_from_env() -> Option<bool> {
@@ -68,9 +75,10 @@ impl Gpu {
             return Ok(candidates[0]);
         }
         let key = format!("{problem} among {candidates:?}");
-        if let Some(i) = self.choices.lock().unwrap().get(&key) {
+        if let Some(i) = self.choices.lock().unwrap().chosen.get(&key) {
             return Ok(candidates[*i]);
         }
+        let started = Instant::now();
         let scratch = scratch_bytes
             .iter()
             .map(|&bytes| self.storage_buffer("tuning scratch", bytes))
@@ -83,13 +91,20 @@ impl Gpu {
                 best = (seconds, i);
             }
         }
-        self.choices.lock().unwrap().insert(key, best.1);
+        let mut record = self.choices.lock().unwrap();
+        record.chosen.insert(key, best.1);
+        record.seconds += started.elapsed().as_secs_f64();
         Ok(candidates[best.1])
     }
 
     /// How many problems the device has timed candidates for.
     pub fn tuned_problems(&self) -> usize {
-        self.choices.lock().unwrap().len()
+        self.choices.lock().unwrap().chosen.len()
+    }
+
+    /// The seconds the device and its siblings have spent timing candidates.
+    pub fn tuning_seconds(&self) -> f64 {
+        self.choices.lock().unwrap().seconds
     }
 
     /// Seconds per run of `dispatches`: after a first run (which compiles and warms caches),
