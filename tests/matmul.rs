@@ -265,3 +265,33 @@ fn tuning_times_each_product_once() {
         "another transposition is another problem"
     );
 }
+
+/// A candidate that cannot launch (past an adapter limit, say) drops out of the timing; the
+/// first, which runs untimed when tuning is off, must launch.
+#[test]
+fn tuning_skips_a_candidate_that_cannot_launch() {
+    use byol_wgpu::gpu::Gpu;
+    use byol_wgpu::Error;
+
+    let gpu = Gpu::from_env().unwrap();
+    gpu.set_kernel_tuning(true);
+    let (m, n, k) = (37, 130, 53);
+    let sizes = [m * k, k * n, m * n].map(|len| (len * 4) as u64);
+    let launch = |kernel, s: &[wgpu::Buffer]| {
+        if kernel == MatmulKernel::TiledLarge {
+            return Err(Error::Gpu("refused".into()));
+        }
+        let d =
+            MatmulKernel::dispatch(kernel, &gpu, (&s[0], &s[1], &s[2]), (m, n, k), false, false);
+        Ok(vec![d?])
+    };
+    let both = [MatmulKernel::Tiled, MatmulKernel::TiledLarge];
+    assert_eq!(
+        gpu.fastest("skips", &both, &sizes, launch).unwrap(),
+        MatmulKernel::Tiled
+    );
+    let reversed = [MatmulKernel::TiledLarge, MatmulKernel::Tiled];
+    assert!(gpu
+        .fastest("first fails", &reversed, &sizes, launch)
+        .is_err());
+}

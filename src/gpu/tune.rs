@@ -85,7 +85,13 @@ impl Gpu {
             .collect::<Result<Vec<_>>>()?;
         let mut best = (f64::INFINITY, 0);
         for (i, &candidate) in candidates.iter().enumerate() {
-            let dispatches = launch(candidate, &scratch)?;
+            // A candidate past one of the adapter's limits (its grid, say) drops out; the
+            // first, which runs when nothing is timed, must launch.
+            let dispatches = match launch(candidate, &scratch) {
+                Ok(d) => d,
+                Err(_) if i > 0 => continue,
+                Err(e) => return Err(e),
+            };
             let seconds = self.seconds_per_run(&dispatches, SAMPLE_SECONDS, SAMPLES)?;
             if seconds < best.0 {
                 best = (seconds, i);
