@@ -68,7 +68,7 @@ run() {
     bench conv conv --batch 64
     bench step step --batch 256 --steps 10 --json
     # What timing the GEMM candidates buys: the same step on the rule-of-thumb kernels.
-    BYOL_TUNE=0 bench step-untuned step --batch 256 --steps 10 --json
+    BYOL_TUNE=off bench step-untuned step --batch 256 --steps 10 --json
     bench step-profile step --batch 256 --steps 3 --profile
     bench memory memory
     rm -rf "$bin"

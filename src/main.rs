@@ -38,6 +38,11 @@ struct AdapterArgs {
     /// run fits a smaller GPU
     #[arg(long, global = true, env = "BYOL_MAX_BINDING_BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
     max_binding_bytes: Option<u64>,
+    /// Time the GEMM kernels that can run each convolution and product (they compute the same
+    /// bits) and keep the fastest: on or off (default: on for hardware GPUs, off for software
+    /// adapters)
+    #[arg(long, global = true, env = "BYOL_TUNE", value_name = "on|off", hide_possible_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    tune: Option<bool>,
 }
 
 #[derive(Subcommand)]
@@ -227,6 +232,7 @@ fn main() -> ExitCode {
         backend: cli.adapter.backend,
         name: cli.adapter.adapter,
         max_binding_bytes: cli.adapter.max_binding_bytes,
+        tune_kernels: cli.adapter.tune,
         // Under mpirun each process takes the device of its rank on its machine.
         ordinal: (group.size() > 1).then(|| group.local_rank()),
     };

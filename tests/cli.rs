@@ -146,6 +146,29 @@ fn bench_step_json_has_the_documented_fields() {
     let sum: f64 = families.iter().map(|f| f["flops"].as_f64().unwrap()).sum();
     assert!((sum / r["flops_per_step"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert_eq!(v["bytes_allocated_after_first_step"], 0);
+    // Software adapters do not time kernel candidates unless asked (`--tune`).
+    let tuning = v["tuning"].as_bool().unwrap();
+    let tuned = v["tuned_problems"].as_u64().unwrap();
+    assert!(tuning || tuned == 0, "{v}");
+    assert!(v["tuning_seconds"].as_f64().unwrap() >= 0.0, "{v}");
+}
+
+#[test]
+fn a_tuning_switch_that_is_not_on_or_off_is_rejected() {
+    for (args, env) in [
+        (vec!["--tune", "maybe", "info"], None),
+        (vec!["info"], Some("perhaps")),
+    ] {
+        let mut cmd = byol();
+        cmd.args(&args);
+        if let Some(value) = env {
+            cmd.env("BYOL_TUNE", value);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--tune"), "{err}");
+    }
 }
 
 #[test]

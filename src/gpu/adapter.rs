@@ -16,10 +16,14 @@ pub struct AdapterChoice {
     /// Take the n-th (modulo their number) of the equally preferred adapters rather than the
     /// first: one device per process when several share a machine. Ignored with a name.
     pub ordinal: Option<usize>,
+    /// Whether the device times its GEMM kernel candidates and keeps the fastest (see
+    /// `Gpu::fastest`); by default on hardware GPUs only.
+    pub tune_kernels: Option<bool>,
 }
 
 impl AdapterChoice {
-    /// The choice made through `BYOL_BACKEND`, `BYOL_ADAPTER` and `BYOL_MAX_BINDING_BYTES`.
+    /// The choice made through `BYOL_BACKEND`, `BYOL_ADAPTER`, `BYOL_MAX_BINDING_BYTES` and
+    /// `BYOL_TUNE` (1, true, yes or on; 0, false, no or off).
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         Self {
@@ -27,6 +31,13 @@ impl AdapterChoice {
             name: var("BYOL_ADAPTER"),
             max_binding_bytes: var("BYOL_MAX_BINDING_BYTES").and_then(|v| v.trim().parse().ok()),
             ordinal: None,
+            tune_kernels: var("BYOL_TUNE").and_then(|v| {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Some(true),
+                    "0" | "false" | "no" | "off" => Some(false),
+                    _ => None,
+                }
+            }),
         }
     }
 
@@ -37,6 +48,7 @@ impl AdapterChoice {
             name: self.name.or(fallback.name),
             max_binding_bytes: self.max_binding_bytes.or(fallback.max_binding_bytes),
             ordinal: self.ordinal.or(fallback.ordinal),
+            tune_kernels: self.tune_kernels.or(fallback.tune_kernels),
         }
     }
 

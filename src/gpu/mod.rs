@@ -66,7 +66,9 @@ impl Gpu {
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
         }
         let features = adapter.features() & wanted;
-        let tuning = tune::tuning_from_env().unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
+        let tuning = choice
+            .tune_kernels
+            .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
         let choices = tune::Choices::default();
         Ok(Arc::new(Self::open(
             adapter, info, limits, features, tuning, choices,

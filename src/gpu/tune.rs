@@ -8,7 +8,8 @@
 //! families all accumulate K in the same order), so the choice never changes what a run
 //! computes, only how fast. On by default on hardware GPUs, where pipelines compile in
 //! milliseconds; off on software adapters, which compile each candidate for seconds and have
-//! one choice per problem anyway. `BYOL_TUNE=0` or `1` overrides.
+//! one choice per problem anyway. `--tune` (`BYOL_TUNE`, `AdapterChoice::tune_kernels`)
+//! overrides.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -34,16 +35,6 @@ pub(super) struct Record {
 }
 
 pub(super) type Choices = Arc<Mutex<Record>>;
-
-/// Whether `BYOL_TUNE` asks for tuning on (`Some(true)`) or off, if it is set.
-pub(super) fn tuning_from_env() -> Option<bool> {
-    let value = std::env::var("BYOL_TUNE").ok()?;
-    match value.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
 
 impl Gpu {
     /// Whether `fastest` times its candidates (otherwise it takes the first).
