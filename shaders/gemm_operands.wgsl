@@ -55,89 +55,170 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-// The input pixel (n, ci) at output position (oy, ox) and kernel tap (ky, kx), or zero in the padding.
-fn input_patch(n: u32, ci: u32, oy: u32, ox: u32, ky: u32, kx: u32) -> f32 {
-    let y = i32(oy * p.stride + ky) - i32(p.pad);
-    let x = i32(ox * p.stride + kx) - i32(p.pad);
-    if (y < 0 || x < 0 || y >= i32(p.h) || x >= i32(p.w)) {
-        return 0.0;
-    }
-    return b[((n * p.ci + ci) * p.h + u32(y)) * p.w + u32(x)];
+// An operand element's index in two parts, which `gather_a` and `gather_b` add: the part fixed by
+// a row of A or a column of B (`a_fixed`, `b_fixed`: computed once per tile slot, before the K
+// loop) and the part that moves with K (`a_moving`, `b_moving`: once per step of K, shared by
+// the slot's elements at that K). The element sits at off + y * width + x (both parts summed),
+// and reads zero where y or x falls outside the operand's plane (padding, or an output gradient
+// pixel no tap reaches) or where either part is past its operand or the split's K range. So
+// the divisions that unpack (n, oy, ox) and (ci, ky, kx) run per slot and per step rather than
+// per element.
+struct Part {
+    off: i32,
+    y: i32,
+    x: i32,
+    ok: bool,
 }
 
-fn load_a(row: u32, kk: u32, k_end: u32) -> f32 {
-    if (row >= p.m || kk >= k_end) {
-        return 0.0;
-    }
+// Row `row` of A.
+fn a_fixed(row: u32) -> Part {
+    var f = Part(0, 0, 0, row < p.m);
     switch MODE {
         case 0u: {
-            if (TRANS_A) {
-                return a[kk * p.m + row];
-            }
-            return a[row * p.k + kk];
+            f.off = select(i32(row * p.k), i32(row), TRANS_A);
         }
         case 2u: {
-            // weight[co, ci = row, ry + stride ty, rx + stride tx] with kk = (co, ty, tx)
-            let taps = p.th * p.tw;
-            let co = kk / taps;
-            let ky = p.ry + (kk % taps) / p.tw * p.stride;
-            let kx = p.rx + kk % p.tw * p.stride;
-            return a[((co * p.ci + row) * p.kh + ky) * p.kw + kx];
+            // weight[co, ci = row, ky, kx]
+            f.off = i32(row * p.kh * p.kw);
         }
         case 3u: {
-            // dy[n, co = row, oy, ox] with kk = (n, oy, ox)
-            let hw = p.ho * p.wo;
-            let n = kk / hw;
-            return a[(n * p.co + row) * hw + kk % hw];
+            // dy[n, co = row, oy, ox]
+            f.off = i32(row * p.ho * p.wo);
         }
         default: {
-            return a[row * p.k + kk];
+            // MODE 1: the weight as [Co, Ci*Kh*Kw]
+            f.off = i32(row * p.k);
+        }
+    }
+    return f;
+}
+
+// Index kk of A's K axis.
+fn a_moving(kk: u32, k_end: u32) -> Part {
+    var m = Part(0, 0, 0, kk < k_end);
+    switch MODE {
+        case 0u: {
+            m.off = select(i32(kk), i32(kk * p.m), TRANS_A);
+        }
+        case 2u: {
+            // kk = (co, ty, tx): weight[co, ci, ry + stride ty, rx + stride tx]
+            let taps = p.th * p.tw;
+            let ky = p.ry + (kk % taps) / p.tw * p.stride;
+            let kx = p.rx + kk % p.tw * p.stride;
+            m.off = i32(((kk / taps) * p.ci * p.kh + ky) * p.kw + kx);
+        }
+        case 3u: {
+            // kk = (n, oy, ox)
+            let hw = p.ho * p.wo;
+            m.off = i32((kk / hw) * p.co * hw + kk % hw);
+        }
+        default: {
+            m.off = i32(kk);
+        }
+    }
+    return m;
+}
+
+fn gather_a(f: Part, m: Part) -> f32 {
+    if (!(f.ok && m.ok)) {
+        return 0.0;
+    }
+    return a[f.off + m.off];
+}
+
+// Column `col` of B.
+fn b_fixed(col: u32) -> Part {
+    var f = Part(0, 0, 0, col < p.n);
+    switch MODE {
+        case 0u: {
+            f.off = select(i32(col), i32(col * p.k), TRANS_B);
+        }
+        case 1u: {
+            // col = (n, oy, ox): image n's input, the corner of the output pixel's window
+            let hw = p.ho * p.wo;
+            let pix = col % hw;
+            f.off = i32((col / hw) * p.ci * p.h * p.w);
+            f.y = i32(pix / p.wo * p.stride) - i32(p.pad);
+            f.x = i32(pix % p.wo * p.stride) - i32(p.pad);
+        }
+        case 2u: {
+            // col = (n, jy - jy0, jx - jx0): image n's output gradient at (jy, jx)
+            let hw = p.hc * p.wc;
+            let pix = col % hw;
+            f.off = i32((col / hw) * p.co * p.ho * p.wo);
+            f.y = i32(pix / p.wc + p.jy0);
+            f.x = i32(pix % p.wc + p.jx0);
+        }
+        default: {
+            // MODE 3: col = (ci, ky, kx): channel ci's input plane, shifted by the tap
+            let taps = p.kh * p.kw;
+            let t = col % taps;
+            f.off = i32((col / taps) * p.h * p.w);
+            f.y = i32(t / p.kw);
+            f.x = i32(t % p.kw);
+        }
+    }
+    return f;
+}
+
+// Index kk of B's K axis.
+fn b_moving(kk: u32, k_end: u32) -> Part {
+    var m = Part(0, 0, 0, kk < k_end);
+    switch MODE {
+        case 0u: {
+            m.off = select(i32(kk * p.n), i32(kk), TRANS_B);
+        }
+        case 1u: {
+            // kk = (ci, ky, kx)
+            let taps = p.kh * p.kw;
+            let t = kk % taps;
+            m.off = i32((kk / taps) * p.h * p.w);
+            m.y = i32(t / p.kw);
+            m.x = i32(t % p.kw);
+        }
+        case 2u: {
+            // kk = (co, ty, tx): the output gradient pixel (jy - ty, jx - tx) of channel co
+            let taps = p.th * p.tw;
+            let t = kk % taps;
+            m.off = i32((kk / taps) * p.ho * p.wo);
+            m.y = -i32(t / p.tw);
+            m.x = -i32(t % p.tw);
+        }
+        default: {
+            // MODE 3: kk = (n, oy, ox): image n, the corner of the output pixel's window
+            let hw = p.ho * p.wo;
+            let pix = kk % hw;
+            m.off = i32((kk / hw) * p.ci * p.h * p.w);
+            m.y = i32(pix / p.wo * p.stride) - i32(p.pad);
+            m.x = i32(pix % p.wo * p.stride) - i32(p.pad);
+        }
+    }
+    return m;
+}
+
+// B's plane: the input (MODE 1, 3), the output gradient (MODE 2), a single element (MODE 0).
+fn b_plane() -> vec2<i32> {
+    switch MODE {
+        case 0u: {
+            return vec2<i32>(1, 1);
+        }
+        case 2u: {
+            return vec2<i32>(i32(p.ho), i32(p.wo));
+        }
+        default: {
+            return vec2<i32>(i32(p.h), i32(p.w));
         }
     }
 }
 
-fn load_b(kk: u32, col: u32, k_end: u32) -> f32 {
-    if (kk >= k_end || col >= p.n) {
+fn gather_b(f: Part, m: Part) -> f32 {
+    let y = f.y + m.y;
+    let x = f.x + m.x;
+    let plane = b_plane();
+    if (!(f.ok && m.ok) || y < 0 || x < 0 || y >= plane.x || x >= plane.y) {
         return 0.0;
     }
-    switch MODE {
-        case 0u: {
-            if (TRANS_B) {
-                return b[col * p.k + kk];
-            }
-            return b[kk * p.n + col];
-        }
-        case 1u: {
-            // kk = (ci, ky, kx), col = (n, oy, ox)
-            let taps = p.kh * p.kw;
-            let ci = kk / taps;
-            let t = kk % taps;
-            let hw = p.ho * p.wo;
-            let pix = col % hw;
-            return input_patch(col / hw, ci, pix / p.wo, pix % p.wo, t / p.kw, t % p.kw);
-        }
-        case 2u: {
-            // kk = (co, ty, tx), col = (n, jy - jy0, jx - jx0): dy[n, co, jy - ty, jx - tx]
-            let taps = p.th * p.tw;
-            let co = kk / taps;
-            let hw = p.hc * p.wc;
-            let pix = col % hw;
-            let oy = i32(pix / p.wc + p.jy0) - i32((kk % taps) / p.tw);
-            let ox = i32(pix % p.wc + p.jx0) - i32(kk % p.tw);
-            if (oy < 0 || ox < 0 || oy >= i32(p.ho) || ox >= i32(p.wo)) {
-                return 0.0;
-            }
-            return b[(((col / hw) * p.co + co) * p.ho + u32(oy)) * p.wo + u32(ox)];
-        }
-        default: {
-            // MODE 3: kk = (n, oy, ox), col = (ci, ky, kx)
-            let taps = p.kh * p.kw;
-            let t = col % taps;
-            let hw = p.ho * p.wo;
-            let pix = kk % hw;
-            return input_patch(kk / hw, col / taps, pix / p.wo, pix % p.wo, t / p.kw, t % p.kw);
-        }
-    }
+    return b[f.off + m.off + y * plane.y + x];
 }
 
 fn store_c(row: u32, col: u32, split: u32, v: f32) {

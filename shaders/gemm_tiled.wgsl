@@ -12,35 +12,40 @@ const BK: u32 = 16u;
 var<workgroup> tile_a: array<f32, 1024>;
 var<workgroup> tile_b: array<f32, 1024>;
 
+// The K offset and the first row (or column) of the 4 elements, 16 apart, that invocation tid
+// loads per step: consecutive invocations walk the operand's contiguous axis (coalesced loads).
+fn tile_slot(tid: u32, k_major: bool) -> vec2<u32> {
+    if (k_major) {
+        return vec2<u32>(tid / 16u, tid % 16u);
+    }
+    return vec2<u32>(tid % 16u, tid / 16u);
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let tid = lid.y * 16u + lid.x;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
-    // Coalesced tile loads: consecutive invocations walk the operand's contiguous axis.
-    let a_k_major = a_is_k_major();
-    let b_k_major = b_is_k_major();
     let chunk = select(p.chunk, p.k, p.chunk == 0u);
     let k_begin = wid.z * chunk;
     let k_end = min(p.k, k_begin + chunk);
+    // The invocation loads A's rows sa.y + 16 i at K offset sa.x of each step, and B's columns
+    // sb.y + 16 i at sb.x; their fixed index parts are computed once.
+    let sa = tile_slot(tid, a_is_k_major());
+    let sb = tile_slot(tid, b_is_k_major());
+    var fa: array<Part, 4>;
+    var fb: array<Part, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        fa[i] = a_fixed(row0 + sa.y + 16u * i);
+        fb[i] = b_fixed(col0 + sb.y + 16u * i);
+    }
     var acc: array<vec4<f32>, 4>;
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        let ma = a_moving(k0 + sa.x, k_end);
+        let mb = b_moving(k0 + sb.x, k_end);
         for (var i = 0u; i < 4u; i++) {
-            let idx = tid + i * 256u;
-            var ra = idx / BK;
-            var ka = idx % BK;
-            if (a_k_major) {
-                ra = idx % TILE;
-                ka = idx / TILE;
-            }
-            tile_a[ka * TILE + ra] = load_a(row0 + ra, k0 + ka, k_end);
-            var kb = idx % BK;
-            var cb = idx / BK;
-            if (b_k_major) {
-                kb = idx / TILE;
-                cb = idx % TILE;
-            }
-            tile_b[kb * TILE + cb] = load_b(k0 + kb, col0 + cb, k_end);
+            tile_a[sa.x * TILE + sa.y + 16u * i] = gather_a(fa[i], ma);
+            tile_b[sb.x * TILE + sb.y + 16u * i] = gather_b(fb[i], mb);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {

@@ -35,15 +35,37 @@ fn stage_slot(tid: u32, k_major: bool) -> vec2<u32> {
     return vec2<u32>(tid % BK, tid / BK);
 }
 
-fn load_stage(tid: u32, row0: u32, col0: u32, k0: u32, k_end: u32) -> Stage {
+// The operand parts an invocation's loads keep for the whole K loop: A's rows row0 + 4 sa.y + i
+// and B's columns col0 + 4 sb.y + i, read at K offsets sa.x and sb.x of each step.
+struct Slots {
+    a: array<Part, 4>,
+    b: array<Part, 4>,
+    ka: u32,
+    kb: u32,
+}
+
+fn slots(tid: u32, row0: u32, col0: u32) -> Slots {
     let sa = stage_slot(tid, a_is_k_major());
     let sb = stage_slot(tid, b_is_k_major());
-    var s: Stage;
+    var s: Slots;
+    s.ka = sa.x;
+    s.kb = sb.x;
     for (var i = 0u; i < 4u; i++) {
-        s.a[i] = load_a(row0 + 4u * sa.y + i, k0 + sa.x, k_end);
-        s.b[i] = load_b(k0 + sb.x, col0 + 4u * sb.y + i, k_end);
+        s.a[i] = a_fixed(row0 + 4u * sa.y + i);
+        s.b[i] = b_fixed(col0 + 4u * sb.y + i);
     }
     return s;
+}
+
+fn load_stage(s: Slots, k0: u32, k_end: u32) -> Stage {
+    let ma = a_moving(k0 + s.ka, k_end);
+    let mb = b_moving(k0 + s.kb, k_end);
+    var st: Stage;
+    for (var i = 0u; i < 4u; i++) {
+        st.a[i] = gather_a(s.a[i], ma);
+        st.b[i] = gather_b(s.b[i], mb);
+    }
+    return st;
 }
 
 fn store_stage(tid: u32, buffer: u32, s: Stage) {
@@ -64,15 +86,16 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     // acc[2 r + h]: row r of the invocation's 8 (4y + r, then 64 + 4y + r - 4), column half h.
     var acc: array<vec4<f32>, 16>;
     var buffer = 0u;
+    let own = slots(tid, row0, col0);
     if (k_begin < k_end) {
-        store_stage(tid, 0u, load_stage(tid, row0, col0, k_begin, k_end));
+        store_stage(tid, 0u, load_stage(own, k_begin, k_end));
     }
     workgroupBarrier();
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         let more = k0 + BK < k_end;
         var next: Stage;
         if (more) {
-            next = load_stage(tid, row0, col0, k0 + BK, k_end);
+            next = load_stage(own, k0 + BK, k_end);
         }
         for (var kk = 0u; kk < BK; kk++) {
             let base = buffer + kk * TILE4;
