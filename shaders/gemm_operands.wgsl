@@ -221,23 +221,39 @@ fn gather_b(f: Part, m: Part) -> f32 {
     return b[f.off + m.off + y * plane.y + x];
 }
 
-fn store_c(row: u32, col: u32, split: u32, v: f32) {
+// Where C's element (row, col) of K split `split` goes: c[c_column(col) + c_row(row, split)],
+// the column's part unpacked once per column an invocation stores rather than per element.
+fn c_column(col: u32) -> u32 {
     switch MODE {
         case 1u: {
-            // col = (n, oy, ox) -> y[n, co = row, oy, ox]
+            // col = (n, oy, ox) -> y[n, co, oy, ox]
             let hw = p.ho * p.wo;
-            c[((col / hw) * p.co + row) * hw + col % hw] = v;
+            return (col / hw) * p.co * hw + col % hw;
         }
         case 2u: {
-            // col = (n, jy - jy0, jx - jx0) -> dx[n, ci = row, stride jy + ry - pad, stride jx + rx - pad]
+            // col = (n, jy - jy0, jx - jx0) -> dx[n, ci, stride jy + ry - pad, stride jx + rx - pad]
             let hw = p.hc * p.wc;
             let pix = col % hw;
             let y = (pix / p.wc + p.jy0) * p.stride + p.ry - p.pad;
             let x = (pix % p.wc + p.jx0) * p.stride + p.rx - p.pad;
-            c[(((col / hw) * p.ci + row) * p.h + y) * p.w + x] = v;
+            return (col / hw) * p.ci * p.h * p.w + y * p.w + x;
         }
         default: {
-            c[(split * p.m + row) * p.n + col] = v;
+            return col;
+        }
+    }
+}
+
+fn c_row(row: u32, split: u32) -> u32 {
+    switch MODE {
+        case 1u: {
+            return row * p.ho * p.wo;
+        }
+        case 2u: {
+            return row * p.h * p.w;
+        }
+        default: {
+            return (split * p.m + row) * p.n;
         }
     }
 }

@@ -63,13 +63,18 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
         workgroupBarrier();
     }
+    // cols[j]: where column lid.x + 16 j of the tile goes in C.
+    var cols: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        cols[j] = c_column(col0 + lid.x + 16u * j);
+    }
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + lid.y + 16u * i;
         if (row < p.m) {
+            let base = c_row(row, wid.z);
             for (var j = 0u; j < 4u; j++) {
-                let col = col0 + lid.x + 16u * j;
-                if (col < p.n) {
-                    store_c(row, col, wid.z, acc[i][j]);
+                if (col0 + lid.x + 16u * j < p.n) {
+                    c[base + cols[j]] = acc[i][j];
                 }
             }
         }

@@ -117,14 +117,21 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         workgroupBarrier();
         buffer = BUFFER4 - buffer;
     }
+    // cols[4 h + j]: where column 64 h + 4x + j of the tile goes in C.
+    var cols: array<u32, 8>;
+    for (var h = 0u; h < 2u; h++) {
+        for (var j = 0u; j < 4u; j++) {
+            cols[4u * h + j] = c_column(col0 + 64u * h + 4u * lid.x + j);
+        }
+    }
     for (var r = 0u; r < 8u; r++) {
         let row = row0 + 4u * lid.y + r % 4u + 64u * (r / 4u);
         if (row < p.m) {
+            let base = c_row(row, wid.z);
             for (var h = 0u; h < 2u; h++) {
                 for (var j = 0u; j < 4u; j++) {
-                    let col = col0 + 64u * h + 4u * lid.x + j;
-                    if (col < p.n) {
-                        store_c(row, col, wid.z, acc[2u * r + h][j]);
+                    if (col0 + 64u * h + 4u * lid.x + j < p.n) {
+                        c[base + cols[4u * h + j]] = acc[2u * r + h][j];
                     }
                 }
             }
