@@ -1,4 +1,5 @@
-//! The device: adapter choice, limits, buffers (counted), pipelines (cached), dispatches, readback.
+//! The device: adapter choice, limits, buffers (counted), pipelines (cached), dispatches,
+//! readback, and the kernel choices it times (`tune`).
 
 mod adapter;
 mod kernels;

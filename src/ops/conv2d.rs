@@ -1,7 +1,8 @@
 //! 2-D convolution (NCHW, no bias, square stride and padding), its gradients to the input and
-//! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl` and
-//! `gemm_tiled_large.wgsl` on hardware GPUs, the generated subgroup GEMM on software
-//! adapters), the input gradient one GEMM per parity class of its pixels (`ParityClass`); and on
+//! to the weight: three implicit GEMMs, no im2col buffer (`gemm_tiled.wgsl`,
+//! `gemm_tiled_large.wgsl` and the generated subgroup GEMM adding in K order on hardware GPUs,
+//! whichever times fastest there; the generated subgroup GEMM on software adapters), the input
+//! gradient one GEMM per parity class of its pixels (`ParityClass`); and on
 //! software adapters, direct kernels for stride-1 passes with few output channels
 //! (conv_direct.rs) and row kernels for the other 3x3 stride-1 passes over widths that are
 //! multiples of 4 (conv_rows.rs).
@@ -239,7 +240,8 @@ impl ConvKernels {
     }
 
     /// The kernels that may run a pass on this adapter, `choose`'s first: on hardware GPUs
-    /// both tiled families, which compute bit-identical results, for `Gpu::fastest` to time.
+    /// both tiled families and, with subgroups of a fixed size, `SubgroupInOrder`, which
+    /// compute bit-identical results, for `Gpu::fastest` to time.
     pub fn candidates(gpu: &Gpu, pass: ConvPass, g: &ConvGeometry, splits: usize) -> Vec<Self> {
         let mut candidates = match Self::choose(gpu, pass, g, splits) {
             ConvKernels::Tiled => vec![ConvKernels::Tiled, ConvKernels::TiledLarge],
