@@ -266,7 +266,8 @@ impl ConvKernels {
     }
 }
 
-/// The launches of one pass on the adapter's kernels (`ConvKernels::choose`): `a` and `b` as
+/// The launches of one pass on the adapter's kernels (`ConvKernels::candidates`, the fastest
+/// where the device times them, else `ConvKernels::choose`'s): `a` and `b` as
 /// the pass reads them (see gemm_operands.wgsl), `c` written. `splits` > 1 (weight gradients only)
 /// splits K into that many chunks, each written to its own M x N slice of `c`.
 pub fn dispatch(
@@ -276,21 +277,9 @@ pub fn dispatch(
     splits: usize,
     buffers: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Vec<Dispatch>> {
-    let kernels = kernels_for(gpu, pass, g, splits, buffers)?;
-    dispatch_on(kernels, gpu, pass, g, splits, buffers)
-}
-
-/// The kernels `dispatch` runs the pass on: `choose`'s, or on devices that tune, the fastest
-/// of the candidates.
-pub fn kernels_for(
-    gpu: &Gpu,
-    pass: ConvPass,
-    g: &ConvGeometry,
-    splits: usize,
-    buffers: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
-) -> Result<ConvKernels> {
     let candidates = ConvKernels::candidates(gpu, pass, g, splits);
-    fastest(gpu, &candidates, pass, g, splits, buffers)
+    let kernels = fastest(gpu, &candidates, pass, g, splits, buffers)?;
+    dispatch_on(kernels, gpu, pass, g, splits, buffers)
 }
 
 /// The fastest of `candidates` for the pass on this device (`Gpu::fastest`), timed on scratch
