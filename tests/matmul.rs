@@ -35,26 +35,39 @@ fn check(kernel: MatmulKernel, (m, n, k): (usize, usize, usize), ta: bool, tb: b
     got
 }
 
+/// `check` at each shape in every transposition the kernel supports; a kernel the adapter
+/// cannot run is skipped, saying so.
+fn check_every_form(kernel: MatmulKernel, shapes: &[(usize, usize, usize)]) {
+    if !kernel.available(&gpu()) {
+        eprintln!("skipped: this adapter cannot run {kernel:?}");
+        return;
+    }
+    for &(m, n, k) in shapes {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            if kernel.supports(m, n, k, ta) {
+                check(kernel, (m, n, k), ta, tb);
+            }
+        }
+    }
+}
+
 #[test]
 fn tiled_kernel_matches_the_reference() {
-    for shape in [
+    let shapes = [
         (1, 1, 1),
         (37, 29, 53),
         (65, 130, 17),
         (128, 64, 256),
         (3, 200, 70),
-    ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            check(MatmulKernel::Tiled, shape, ta, tb);
-        }
-    }
+    ];
+    check_every_form(MatmulKernel::Tiled, &shapes);
 }
 
 /// Shapes across the 128x128 tile's edges and K not a multiple of its 8-deep steps (the last
 /// step of the double buffer partly past K), K of one step, and K of many.
 #[test]
 fn large_tiled_kernel_matches_the_reference() {
-    for shape in [
+    let shapes = [
         (1, 1, 1),
         (37, 29, 53),
         (129, 130, 17),
@@ -62,72 +75,49 @@ fn large_tiled_kernel_matches_the_reference() {
         (256, 64, 200),
         (3, 260, 70),
         (200, 127, 9),
-    ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            check(MatmulKernel::TiledLarge, shape, ta, tb);
-        }
-    }
+    ];
+    check_every_form(MatmulKernel::TiledLarge, &shapes);
 }
 
 #[test]
 fn vec4_kernel_matches_the_reference() {
-    for shape in [
+    let shapes = [
         (4, 4, 4),
         (36, 44, 20),
         (8, 128, 4),
         (72, 260, 36),
         (128, 128, 128),
         (1, 8, 8),
-    ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            if MatmulKernel::Vec4.supports(shape.0, shape.1, shape.2, ta) {
-                check(MatmulKernel::Vec4, shape, ta, tb);
-            }
-        }
-    }
+    ];
+    check_every_form(MatmulKernel::Vec4, &shapes);
 }
 
 #[test]
 fn subgroup_kernel_matches_the_reference() {
-    if !MatmulKernel::Subgroup.available(&gpu()) {
-        eprintln!("skipped: this adapter has no fixed-size subgroups");
-        return;
-    }
-    for shape in [
+    let shapes = [
         (4, 4, 4),
         (36, 44, 20),
         (72, 260, 36),
         (130, 128, 64),
         (256, 132, 8),
-    ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            if MatmulKernel::Subgroup.supports(shape.0, shape.1, shape.2, ta) {
-                check(MatmulKernel::Subgroup, shape, ta, tb);
-            }
-        }
-    }
+    ];
+    check_every_form(MatmulKernel::Subgroup, &shapes);
 }
 
-/// Shapes across the 16-row tile's edges and its 8 x subgroup-size columns, one step of K and many.
+/// Shapes across the 16-row tile's edges and its 8 x subgroup-size columns, one step of K and
+/// many; A is never transposed for it.
 #[test]
 fn in_order_subgroup_kernel_matches_the_reference() {
     let kernel = MatmulKernel::SubgroupInOrder;
-    if !kernel.available(&gpu()) {
-        eprintln!("skipped: this adapter has no fixed-size subgroups");
-        return;
-    }
-    for shape in [
+    assert!(!kernel.supports(16, 16, 16, true), "a transposed A");
+    let shapes = [
         (4, 4, 4),
         (17, 68, 20),
         (33, 260, 36),
         (130, 128, 64),
         (16, 132, 8),
-    ] {
-        for tb in [false, true] {
-            check(kernel, shape, false, tb);
-        }
-    }
-    assert!(!kernel.supports(16, 16, 16, true), "a transposed A");
+    ];
+    check_every_form(kernel, &shapes);
 }
 
 #[test]

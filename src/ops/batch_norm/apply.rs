@@ -1,6 +1,6 @@
 //! The batch-norm transform, with the ReLU and the residual add that follow it in a ResNet.
 
-use super::{check_channels, each, launch_pointwise, launch_vec4_pointwise, view, BnLaunch};
+use super::{check_channels, each, launch_pointwise, view, BnLaunch};
 use super::{BnBatchStatsGrad, BnGradSums, BnScaleGrad, BnStat, BnStatGrad};
 use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
@@ -182,7 +182,7 @@ impl Op for BnApply {
                 (7, x[4].buffer),
                 (8, y.buffer),
             ];
-            return launch_vec4_pointwise(gpu, "bn_apply4", l, &bindings);
+            return launch_pointwise(gpu, "bn_apply4", l, &bindings);
         }
         let mut bindings: Vec<(u32, &wgpu::Buffer)> = x[..5]
             .iter()

@@ -1,9 +1,6 @@
 //! The gradients of the batch-norm transform.
 
-use super::{
-    check_channels, each, launch, launch_pointwise, launch_vec4, launch_vec4_pointwise, view,
-    BnLaunch,
-};
+use super::{check_channels, each, launch, launch_pointwise, launch_reduction, view, BnLaunch};
 use crate::gpu::{Dispatch, Gpu};
 use crate::ops::{numel, per_element, HostTensor, Op, TensorRef};
 use crate::Result;
@@ -76,7 +73,7 @@ impl Op for BnGradSums {
                 (5, x[3].buffer),
                 (9, y.buffer),
             ];
-            return launch_vec4(gpu, "bn_grad_sums4", l, &bindings);
+            return launch_reduction(gpu, "bn_grad_sums4", l, &bindings);
         }
         let bindings = [
             (1, x[0].buffer),
@@ -91,7 +88,7 @@ impl Op for BnGradSums {
         } else {
             "bn_grad_sums"
         };
-        launch(gpu, entry, l, &bindings, l.reduction_groups())
+        launch_reduction(gpu, entry, l, &bindings)
     }
 }
 
@@ -158,7 +155,7 @@ impl Op for BnBatchStatsGrad {
                 (7, x[5].buffer),
                 (8, y.buffer),
             ];
-            return launch_vec4_pointwise(gpu, "bn_batch_stats_grad4", l, &bindings);
+            return launch_pointwise(gpu, "bn_batch_stats_grad4", l, &bindings);
         }
         // Bindings 1-5 and 7-8: 6 is the output.
         let bindings = [

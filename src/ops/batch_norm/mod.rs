@@ -83,6 +83,15 @@ impl BnLaunch {
         self.view.2.is_multiple_of(4)
     }
 
+    /// The shader the view's kernels come from, and the elements each of its loads takes.
+    fn shader(&self) -> (&'static str, usize) {
+        if self.vec4() {
+            ("batchnorm_vec4", 4)
+        } else {
+            ("batchnorm", 1)
+        }
+    }
+
     /// The kernels' `Params`; `run`: elements (in batchnorm_vec4.wgsl vec4) per invocation of
     /// the pointwise entries.
     fn params(&self, spatial: usize, run: usize) -> Vec<u32> {
@@ -130,22 +139,8 @@ impl BnLaunch {
     }
 }
 
-/// The pointwise `entry` of batchnorm.wgsl, `scalar_run` elements per invocation.
-fn launch_pointwise(
-    gpu: &Gpu,
-    entry: &'static str,
-    l: BnLaunch,
-    bindings: &[(u32, &wgpu::Buffer)],
-) -> Result<Vec<Dispatch>> {
-    let (n, c, s) = l.view;
-    let run = BnLaunch::scalar_run(gpu);
-    let params = l.params(s, run);
-    let groups = per_element((n * c * s).div_ceil(run));
-    super::launch(gpu, ("batchnorm", entry), &params, bindings, groups)
-}
-
-/// The per-channel reduction or one-element-per-invocation `entry` of batchnorm.wgsl over
-/// `groups` workgroups.
+/// The `entry` of batchnorm.wgsl over `groups` workgroups, one element (or channel) per
+/// invocation.
 fn launch(
     gpu: &Gpu,
     entry: &'static str,
@@ -157,34 +152,43 @@ fn launch(
     super::launch(gpu, ("batchnorm", entry), &params, bindings, groups)
 }
 
-/// The per-channel reduction `entry` of batchnorm_vec4.wgsl; the view's S must be a multiple
-/// of 4.
-fn launch_vec4(
+/// The per-channel reduction `entry` of batchnorm_vec4.wgsl where the view is `vec4`, else
+/// of batchnorm.wgsl: a workgroup per channel, or a lane per channel for `columns`.
+fn launch_reduction(
     gpu: &Gpu,
     entry: &'static str,
     l: BnLaunch,
     bindings: &[(u32, &wgpu::Buffer)],
 ) -> Result<Vec<Dispatch>> {
-    debug_assert!(l.vec4());
-    let params = l.params(l.view.2 / 4, 1);
-    let groups = l.reduction_groups();
-    super::launch(gpu, ("batchnorm_vec4", entry), &params, bindings, groups)
+    let (shader, width) = l.shader();
+    let params = l.params(l.view.2 / width, 1);
+    super::launch(
+        gpu,
+        (shader, entry),
+        &params,
+        bindings,
+        l.reduction_groups(),
+    )
 }
 
-/// The pointwise `entry` of batchnorm_vec4.wgsl, `vec4_run` vec4s per invocation; the view's S
-/// must be a multiple of 4.
-fn launch_vec4_pointwise(
+/// The pointwise `entry` of batchnorm_vec4.wgsl where the view is `vec4` (`vec4_run` vec4 per
+/// invocation), else of batchnorm.wgsl (`scalar_run` elements per invocation).
+fn launch_pointwise(
     gpu: &Gpu,
     entry: &'static str,
     l: BnLaunch,
     bindings: &[(u32, &wgpu::Buffer)],
 ) -> Result<Vec<Dispatch>> {
-    debug_assert!(l.vec4());
     let (n, c, s) = l.view;
-    let run = l.vec4_run(gpu);
-    let params = l.params(s / 4, run);
-    let groups = per_element(n * c * s / 4 / run);
-    super::launch(gpu, ("batchnorm_vec4", entry), &params, bindings, groups)
+    let (shader, width) = l.shader();
+    let run = if l.vec4() {
+        l.vec4_run(gpu)
+    } else {
+        BnLaunch::scalar_run(gpu)
+    };
+    let params = l.params(s / width, run);
+    let groups = per_element((n * c * s / width).div_ceil(run));
+    super::launch(gpu, (shader, entry), &params, bindings, groups)
 }
 
 /// Host loop over (element index, channel) of a [N, C, S] view.

@@ -1,7 +1,7 @@
 //! The batch statistics: per-channel sums, the mean and variance in one pass, and their
 //! gradients.
 
-use super::{check_channels, each, launch, launch_vec4, view, BnLaunch};
+use super::{check_channels, each, launch, launch_reduction, view, BnLaunch};
 use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Graph, TensorId};
 use crate::ops::{numel, per_element, HostTensor, Op, TakeRow, TensorRef};
@@ -63,7 +63,7 @@ impl Op for ChannelSum {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), 0.0, self.scale);
         if l.vec4() {
             let bindings = [(1, x[0].buffer), (9, y.buffer)];
-            return launch_vec4(gpu, "channel_sum4", l, &bindings);
+            return launch_reduction(gpu, "channel_sum4", l, &bindings);
         }
         let bindings = [(1, x[0].buffer), (6, y.buffer)];
         let entry = if l.columns() {
@@ -71,7 +71,7 @@ impl Op for ChannelSum {
         } else {
             "channel_sum"
         };
-        launch(gpu, entry, l, &bindings, l.reduction_groups())
+        launch_reduction(gpu, entry, l, &bindings)
     }
 }
 
@@ -173,7 +173,7 @@ impl Op for ChannelMoments {
         let l = BnLaunch::new(view(x[0].shape).unwrap(), 0.0, Self::scale(x[0].shape));
         if l.vec4() {
             let bindings = [(1, x[0].buffer), (9, y.buffer)];
-            return launch_vec4(gpu, "channel_moments4", l, &bindings);
+            return launch_reduction(gpu, "channel_moments4", l, &bindings);
         }
         let bindings = [(1, x[0].buffer), (6, y.buffer)];
         let entry = if l.columns() {
@@ -181,6 +181,6 @@ impl Op for ChannelMoments {
         } else {
             "channel_moments"
         };
-        launch(gpu, entry, l, &bindings, l.reduction_groups())
+        launch_reduction(gpu, entry, l, &bindings)
     }
 }
